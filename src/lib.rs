@@ -1,1 +1,145 @@
-//! placeholder
+//! github-token-refresher: keeps a GitHub App installation token fresh in a JSON file, so
+//! that sandboxes, containers and agents always have a valid token without ever holding the
+//! App's private key. The binary only calls [`main_with_args`]; everything lives here.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod github;
+pub mod jwt;
+pub mod logging;
+pub mod notify;
+pub mod refresh;
+pub mod schedule;
+pub mod secret;
+pub mod token_file;
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, ConfigArgs};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError, HostEnv};
+use crate::error::exit;
+use crate::refresh::Resources;
+
+/// Parse the command line, run the command, return the exit status.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::OK,
+                _ => exit::CONFIG,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    logging::init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("github-token-refresher: cannot start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run(args, clock)),
+        Command::Once(args) => runtime.block_on(async {
+            match load(&args) {
+                Ok((config, res)) => commands::once::run(config, res, clock).await,
+                Err(e) => config_failure(&e),
+            }
+        }),
+        Command::Check(args) => runtime.block_on(commands::check::run(single_target(&args), clock)),
+        Command::Status(args) => status(&args),
+    }
+}
+
+fn config_failure(e: &ConfigError) -> i32 {
+    eprintln!("github-token-refresher: {e}");
+    exit::CONFIG
+}
+
+fn single_target(args: &ConfigArgs) -> Result<Config, ConfigError> {
+    args.raw().into_config(&HostEnv::from_process())
+}
+
+/// Configuration, keys and a writable output directory, or the reason why not.
+fn load(args: &ConfigArgs) -> Result<(Config, Resources), ConfigError> {
+    let config = single_target(args)?;
+    let res = Resources::load(&config, None)?;
+    for t in &config.targets {
+        commands::check::output_writable(&t.output)
+            .map_err(|e| ConfigError(format!("--output '{}': {e}", t.output.display())))?;
+    }
+    Ok((config, res))
+}
+
+async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
+    harden_process();
+    let (config, res) = match load(&args) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::CONFIG;
+        }
+    };
+    let loader: daemon::Loader = Box::new(move || single_target(&args));
+    daemon::Daemon::new(config, res, loader, true, clock)
+        .run()
+        .await
+}
+
+/// No core dumps of a process that holds the key and tokens (prctl PR_SET_DUMPABLE 0; this
+/// also keeps other processes of the same user from ptrace-attaching).
+fn harden_process() {
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        tracing::warn!("cannot make the process non-dumpable: {e}");
+    }
+}
+
+fn status(args: &cli::StatusArgs) -> i32 {
+    let min = match config::parse_duration(&args.min_remaining) {
+        Ok(d) => d,
+        Err(why) => {
+            return config_failure(&ConfigError(format!(
+                "--min-remaining '{}': {why}",
+                args.min_remaining
+            )));
+        }
+    };
+    let path = match (&args.output, HostEnv::from_process().xdg_runtime_dir) {
+        (Some(p), _) if !p.as_os_str().is_empty() => p.clone(),
+        (_, Some(dir)) => dir.join("github-token-refresher/token.json"),
+        _ => {
+            return config_failure(&ConfigError(
+                "--output is not set and XDG_RUNTIME_DIR is unset: pass --output PATH".into(),
+            ));
+        }
+    };
+    let (text, json, code) = commands::status::report(&path, min, chrono::Utc::now());
+    if args.json {
+        println!("{json}");
+    } else {
+        println!("{text}");
+    }
+    let _ = Duration::ZERO;
+    code
+}

@@ -1,0 +1,133 @@
+//! The command line (clap derive). Every configuration flag also reads an environment
+//! variable, so systemd's `EnvironmentFile=` and containers configure it the same way.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::RawConfig;
+
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0   ok (status: the token is valid)
+  1   other error (status: the token is expired or expires within --min-remaining)
+  2   status: the token file is missing or unreadable
+  69  GitHub unreachable or unavailable (once, check)
+  78  configuration error: bad flag, missing/unsafe/unparseable key, or a GitHub answer that
+      retrying won't fix (401, 404, 422); systemd units don't restart on it";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "github-token-refresher",
+    version,
+    about = "Keep a GitHub App installation token fresh in a JSON file, for sandboxes, \
+             containers and agents that must never hold the App's private key",
+    after_help = EXIT_STATUS_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: mint a token about every 45 minutes and keep the file fresh
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Run(ConfigArgs),
+    /// Mint and write one token, then exit (cron, init containers, manual fixes)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Once(ConfigArgs),
+    /// Say whether the token file holds a valid token, for whom and until when
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Status(StatusArgs),
+    /// Check the configuration step by step against GitHub, with a hint for each failure
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Check(ConfigArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// App ID (digits) or Client ID (Iv…), used as the JWT issuer
+    #[arg(long, env = "GITHUB_APP_ID", value_name = "ID")]
+    pub app_id: Option<String>,
+    /// The App's private key, PEM (PKCS#1 or PKCS#8), mode 0600 [default:
+    /// $CREDENTIALS_DIRECTORY/github-app.pem when present]
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_FILE", value_name = "PATH")]
+    pub private_key_file: Option<PathBuf>,
+    /// Installation ID
+    #[arg(long, env = "GITHUB_APP_INSTALLATION_ID", value_name = "N")]
+    pub installation_id: Option<String>,
+    /// Find the installation on this organization or user
+    #[arg(long, env = "GITHUB_APP_OWNER", value_name = "NAME")]
+    pub owner: Option<String>,
+    /// Find the installation on this repository
+    #[arg(long, env = "GITHUB_APP_REPO", value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// Restrict the token to these repositories (names, comma-separated)
+    #[arg(long, env = "GITHUB_TOKEN_REPOSITORIES", value_name = "A,B")]
+    pub repositories: Option<String>,
+    /// Restrict the token's permissions, e.g. contents=read,pull_requests=write
+    #[arg(long, env = "GITHUB_TOKEN_PERMISSIONS", value_name = "NAME=LEVEL,…")]
+    pub permissions: Option<String>,
+    /// The token file [default: $XDG_RUNTIME_DIR/github-token-refresher/token.json]
+    #[arg(long, env = "GITHUB_TOKEN_FILE", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// REST API base URL; GitHub Enterprise Server: https://HOST/api/v3
+    #[arg(long, env = "GITHUB_API_URL", value_name = "URL", default_value = crate::config::DEFAULT_API_URL)]
+    pub api_url: String,
+    /// Time between refreshes
+    #[arg(long, env = "GITHUB_TOKEN_REFRESH_INTERVAL", value_name = "DURATION", default_value = crate::config::DEFAULT_REFRESH_INTERVAL)]
+    pub refresh_interval: String,
+    /// Random ± spread around the interval
+    #[arg(long, env = "GITHUB_TOKEN_REFRESH_JITTER", value_name = "DURATION", default_value = crate::config::DEFAULT_JITTER)]
+    pub jitter: String,
+    /// Refresh no later than this long before the token expires
+    #[arg(long, env = "GITHUB_TOKEN_MIN_REMAINING", value_name = "DURATION", default_value = crate::config::DEFAULT_MIN_REMAINING)]
+    pub min_remaining: String,
+    /// Give up on one HTTP request after this long
+    #[arg(long, env = "GITHUB_HTTP_TIMEOUT", value_name = "DURATION", default_value = crate::config::DEFAULT_HTTP_TIMEOUT)]
+    pub http_timeout: String,
+}
+
+impl ConfigArgs {
+    pub fn raw(&self) -> RawConfig {
+        RawConfig {
+            app_id: self.app_id.clone(),
+            private_key_file: self.private_key_file.clone(),
+            installation_id: self.installation_id.clone(),
+            owner: self.owner.clone(),
+            repo: self.repo.clone(),
+            repositories: self.repositories.clone(),
+            permissions: self.permissions.clone(),
+            output: self.output.clone(),
+            api_url: Some(self.api_url.clone()),
+            refresh_interval: Some(self.refresh_interval.clone()),
+            jitter: Some(self.jitter.clone()),
+            min_remaining: Some(self.min_remaining.clone()),
+            http_timeout: Some(self.http_timeout.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The token file [default: $XDG_RUNTIME_DIR/github-token-refresher/token.json]
+    #[arg(long, env = "GITHUB_TOKEN_FILE", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Call a token expiring within this long "expiring" (exit 1)
+    #[arg(long, env = "GITHUB_TOKEN_MIN_REMAINING", value_name = "DURATION", default_value = crate::config::DEFAULT_MIN_REMAINING)]
+    pub min_remaining: String,
+    /// Print JSON instead of a sentence
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

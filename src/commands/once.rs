@@ -1,0 +1,96 @@
+//! `once`: mint and write one token per target, then exit. Transient errors are retried a
+//! few times (an init container should not fail on one 502); the rest exit at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+
+use crate::clock::Clock;
+use crate::config::{Config, Target};
+use crate::error::{Error, exit};
+use crate::github::GithubError;
+use crate::refresh::{Ctx, RefreshError, Resources, token_file_for};
+use crate::schedule;
+
+/// Attempts for transient errors before `once` gives up with 69.
+pub const ATTEMPTS: u32 = 3;
+
+pub async fn run(config: Config, res: Resources, clock: Arc<dyn Clock>) -> i32 {
+    let mut code = exit::OK;
+    for target in &config.targets {
+        let ctx = Ctx::new(&res, target, clock.clone());
+        match mint_and_write(&ctx, target).await {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                let hint = match &e {
+                    RefreshError::Github(g) => g
+                        .hint()
+                        .map(|h| format!("\n  hint: {h}"))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                eprintln!("github-token-refresher: {}: {e}{hint}", target.name);
+                let c = exit_code(&e);
+                if code == exit::OK || c == exit::CONFIG {
+                    code = c;
+                }
+            }
+        }
+    }
+    code
+}
+
+pub fn exit_code(e: &RefreshError) -> i32 {
+    match e {
+        RefreshError::Github(g) => Error::Github(g.clone()).exit_code(),
+        RefreshError::Sign(_) => exit::CONFIG,
+        RefreshError::Write(_) => exit::FAILURE,
+    }
+}
+
+async fn mint_and_write(ctx: &Ctx, target: &Target) -> Result<String, RefreshError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_once(ctx, target).await {
+            Err(RefreshError::Github(e)) if attempt < ATTEMPTS && retryable(&e) => {
+                let wait = match e.retry_kind() {
+                    schedule::RetryKind::RateLimited(d) if d <= Duration::from_secs(60) => d,
+                    schedule::RetryKind::RateLimited(_) => return Err(e.into()),
+                    _ => schedule::backoff(attempt, rand::random()),
+                };
+                tracing::warn!("{e}; retrying in {}", crate::config::format_duration(wait));
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn retryable(e: &GithubError) -> bool {
+    e.is_unreachable()
+}
+
+async fn try_once(ctx: &Ctx, target: &Target) -> Result<String, RefreshError> {
+    let inst = ctx.resolve(&target.installation).await?;
+    let token = ctx.mint(target, inst.id).await?;
+    if let Err(e) = ctx.verify(&token).await {
+        tracing::warn!(
+            "the new token was not accepted by GET /installation/repositories ({e}); writing it anyway"
+        );
+    }
+    let server_now = ctx.server_now();
+    let expires = DateTime::from_timestamp(token.expires_at_unix, 0).unwrap_or_default();
+    let refresh_at = schedule::next_refresh(&target.policy, server_now, expires, 0.0);
+    let file = token_file_for(target, &inst, &token, ctx.clock.now(), refresh_at);
+    let written = crate::refresh::publish(target, file, server_now).await?;
+    Ok(format!(
+        "wrote '{}': token for {} (installation {}) valid until {}, generation {}",
+        target.output.display(),
+        inst.account,
+        inst.id,
+        written.expires_at,
+        written.generation
+    ))
+}

@@ -1,0 +1,716 @@
+//! Configuration: the raw values from flags and environment (see `cli`) are validated here
+//! into a [`Config`] by pure functions, so that every mistake gets one clear line naming the
+//! flag and the fix. Loading the private key (I/O) lives in `jwt`. Reused on SIGHUP.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::schedule::Policy;
+use crate::token_file::FileOptions;
+
+pub const DEFAULT_API_URL: &str = "https://api.github.com";
+pub const DEFAULT_REFRESH_INTERVAL: &str = "45m";
+pub const DEFAULT_JITTER: &str = "2m";
+pub const DEFAULT_MIN_REMAINING: &str = "10m";
+pub const DEFAULT_HTTP_TIMEOUT: &str = "30s";
+/// Where systemd's `LoadCredential=github-app.pem:…` puts the key.
+pub const CREDENTIAL_NAME: &str = "github-app.pem";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Raw values as the user gave them (flags or environment), before any checking.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawConfig {
+    pub app_id: Option<String>,
+    pub private_key_file: Option<PathBuf>,
+    pub installation_id: Option<String>,
+    pub owner: Option<String>,
+    pub repo: Option<String>,
+    pub repositories: Option<String>,
+    pub permissions: Option<String>,
+    pub output: Option<PathBuf>,
+    pub api_url: Option<String>,
+    pub refresh_interval: Option<String>,
+    pub jitter: Option<String>,
+    pub min_remaining: Option<String>,
+    pub http_timeout: Option<String>,
+}
+
+/// The parts of the process environment configuration depends on, passed in so that
+/// parsing stays pure.
+#[derive(Debug, Clone, Default)]
+pub struct HostEnv {
+    pub xdg_runtime_dir: Option<PathBuf>,
+    pub credentials_directory: Option<PathBuf>,
+}
+
+impl HostEnv {
+    pub fn from_process() -> Self {
+        let path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        HostEnv {
+            xdg_runtime_dir: path("XDG_RUNTIME_DIR"),
+            credentials_directory: path("CREDENTIALS_DIRECTORY"),
+        }
+    }
+}
+
+/// Which installation of the App to mint for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum InstallationRef {
+    Id(u64),
+    /// An organization or user account (`/orgs/{owner}/installation`, then `/users/…`).
+    Owner(String),
+    Repo {
+        owner: String,
+        name: String,
+    },
+}
+
+impl std::fmt::Display for InstallationRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstallationRef::Id(id) => write!(f, "installation {id}"),
+            InstallationRef::Owner(o) => write!(f, "the installation on {o}"),
+            InstallationRef::Repo { owner, name } => {
+                write!(f, "the installation on {owner}/{name}")
+            }
+        }
+    }
+}
+
+/// The App to authenticate as.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AppRef {
+    /// The App ID (digits) or Client ID (`Iv…`), used as the JWT `iss` exactly as given.
+    pub app_id: String,
+    pub key_file: PathBuf,
+}
+
+/// One token file to keep fresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub app: AppRef,
+    pub api_url: String,
+    pub installation: InstallationRef,
+    pub repositories: Vec<String>,
+    pub permissions: BTreeMap<String, String>,
+    pub output: PathBuf,
+    pub file: FileOptions,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub targets: Vec<Target>,
+    pub http_timeout: Duration,
+}
+
+fn present(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl RawConfig {
+    /// Validate into a single-target [`Config`].
+    pub fn into_config(self, env: &HostEnv) -> Result<Config, ConfigError> {
+        let app_id = match present(&self.app_id) {
+            Some(id) => parse_app_id(id)?,
+            None => {
+                return err(
+                    "--app-id is missing: set --app-id or GITHUB_APP_ID to the App ID (digits) \
+                     or Client ID (Iv…) from the App's settings page",
+                );
+            }
+        };
+        let key_file = resolve_key_file(self.private_key_file.as_deref(), env)?;
+        let installation = parse_installation(
+            present(&self.installation_id),
+            present(&self.owner),
+            present(&self.repo),
+        )?;
+        let owner_hint = match &installation {
+            InstallationRef::Owner(o) | InstallationRef::Repo { owner: o, .. } => Some(o.as_str()),
+            InstallationRef::Id(_) => None,
+        };
+        let repositories =
+            parse_repositories(present(&self.repositories).unwrap_or(""), owner_hint)?;
+        let permissions = parse_permissions(present(&self.permissions).unwrap_or(""))?;
+        let output = resolve_output(self.output.as_deref(), env)?;
+        let api_url = parse_api_url(present(&self.api_url).unwrap_or(DEFAULT_API_URL))?;
+        let policy = parse_policy(
+            present(&self.refresh_interval),
+            present(&self.jitter),
+            present(&self.min_remaining),
+        )?;
+        let http_timeout = parse_flag_duration(
+            "--http-timeout",
+            present(&self.http_timeout).unwrap_or(DEFAULT_HTTP_TIMEOUT),
+        )?;
+        if http_timeout < Duration::from_secs(1) {
+            return err("--http-timeout must be at least 1s");
+        }
+        Ok(Config {
+            targets: vec![Target {
+                name: "default".into(),
+                app: AppRef { app_id, key_file },
+                api_url,
+                installation,
+                repositories,
+                permissions,
+                output,
+                file: FileOptions::default(),
+                policy,
+            }],
+            http_timeout,
+        })
+    }
+}
+
+/// App ID (digits) or Client ID (`Iv1.…`, `Iv23…`).
+pub fn parse_app_id(id: &str) -> Result<String, ConfigError> {
+    let digits = !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit());
+    let client_id = id.starts_with("Iv")
+        && id.len() > 4
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+    if digits || client_id {
+        Ok(id.to_owned())
+    } else {
+        err(format!(
+            "--app-id '{}': expected the App ID (digits, e.g. 123456) or the Client ID (Iv…) \
+             from the App's settings page",
+            id.escape_debug()
+        ))
+    }
+}
+
+fn resolve_key_file(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = flag.filter(|p| !p.as_os_str().is_empty()) {
+        return Ok(p.to_owned());
+    }
+    if let Some(dir) = &env.credentials_directory {
+        let p = dir.join(CREDENTIAL_NAME);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    err(format!(
+        "--private-key-file is missing: set --private-key-file or GITHUB_APP_PRIVATE_KEY_FILE to \
+         the App's .pem key (or load it as systemd credential '{CREDENTIAL_NAME}')"
+    ))
+}
+
+pub fn parse_installation(
+    id: Option<&str>,
+    owner: Option<&str>,
+    repo: Option<&str>,
+) -> Result<InstallationRef, ConfigError> {
+    match (id, owner, repo) {
+        (Some(id), None, None) => match id.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(InstallationRef::Id(n)),
+            _ => err(format!(
+                "--installation-id '{}': expected a number (the last part of the \
+                 installation's settings URL); or use --owner NAME or --repo OWNER/NAME instead",
+                id.escape_debug()
+            )),
+        },
+        (None, Some(owner), None) => {
+            check_name("--owner", owner)?;
+            Ok(InstallationRef::Owner(owner.to_owned()))
+        }
+        (None, None, Some(repo)) => match repo.split_once('/') {
+            Some((o, n)) if !o.is_empty() && !n.is_empty() && !n.contains('/') => {
+                check_name("--repo", o)?;
+                check_name("--repo", n)?;
+                Ok(InstallationRef::Repo {
+                    owner: o.to_owned(),
+                    name: n.to_owned(),
+                })
+            }
+            _ => err(format!(
+                "--repo '{}': expected OWNER/NAME, e.g. acme/widgets",
+                repo.escape_debug()
+            )),
+        },
+        (None, None, None) => err(
+            "no installation given: pass --installation-id N, --owner NAME or --repo OWNER/NAME \
+             (or GITHUB_APP_INSTALLATION_ID, GITHUB_APP_OWNER, GITHUB_APP_REPO)",
+        ),
+        _ => err(
+            "--installation-id, --owner and --repo choose the installation in different ways: \
+             give only one of them",
+        ),
+    }
+}
+
+fn check_name(flag: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        err(format!(
+            "{flag} '{}': not a GitHub account or repository name (letters, digits, '-', '_', '.')",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// `a,b` → names. `OWNER/NAME` is accepted when OWNER is the installation's owner.
+pub fn parse_repositories(s: &str, owner: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let name = match item.split_once('/') {
+            Some((o, n)) if owner.is_none_or(|owner| owner.eq_ignore_ascii_case(o)) => n,
+            Some(_) => {
+                return err(format!(
+                    "--repositories '{}': list repository names without the owner \
+                     (a token covers one installation's repositories)",
+                    item.escape_debug()
+                ));
+            }
+            None => item,
+        };
+        check_name("--repositories", name)?;
+        if !out.iter().any(|r| r == name) {
+            out.push(name.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// `contents=read,pull_requests=write` → map.
+pub fn parse_permissions(s: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((name, level)) = item.split_once('=') else {
+            return err(format!(
+                "--permissions '{}': expected NAME=LEVEL pairs, e.g. contents=read,pull_requests=write",
+                item.escape_debug()
+            ));
+        };
+        let (name, level) = (name.trim(), level.trim());
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        if !name_ok {
+            return err(format!(
+                "--permissions: '{}' is not a permission name (lowercase with '_', e.g. pull_requests)",
+                name.escape_debug()
+            ));
+        }
+        if !matches!(level, "read" | "write" | "admin") {
+            return err(format!(
+                "--permissions: level '{}' for {name}: expected read, write or admin",
+                level.escape_debug()
+            ));
+        }
+        out.insert(name.to_owned(), level.to_owned());
+    }
+    Ok(out)
+}
+
+fn resolve_output(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, ConfigError> {
+    match flag.filter(|p| !p.as_os_str().is_empty()) {
+        Some(p) if p.file_name().is_none() || p.as_os_str().to_string_lossy().ends_with('/') => {
+            err(format!(
+                "--output '{}': name a file (e.g. {}/token.json), not a directory",
+                p.display(),
+                p.display()
+            ))
+        }
+        Some(p) => Ok(p.to_owned()),
+        None => match &env.xdg_runtime_dir {
+            Some(dir) => Ok(dir.join("github-token-refresher").join("token.json")),
+            None => err(
+                "--output is not set and XDG_RUNTIME_DIR is unset: pass --output PATH \
+                 (or GITHUB_TOKEN_FILE)",
+            ),
+        },
+    }
+}
+
+/// Base URL of the REST API. `http://` only to a loopback address.
+pub fn parse_api_url(s: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| {
+        err(format!(
+            "--api-url '{}': {why} (GitHub.com is {DEFAULT_API_URL}; GitHub Enterprise Server is \
+             https://HOST/api/v3)",
+            s.escape_debug()
+        ))
+    };
+    let Ok(url) = reqwest::Url::parse(s) else {
+        return bad("not a URL");
+    };
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return bad("must not carry a query, fragment or user name");
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => return bad("plain http:// is only allowed to a loopback address; use https://"),
+        _ => return bad("expected an https:// URL"),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return bad("has no host");
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+pub fn parse_policy(
+    interval: Option<&str>,
+    jitter: Option<&str>,
+    min_remaining: Option<&str>,
+) -> Result<Policy, ConfigError> {
+    let interval = parse_flag_duration(
+        "--refresh-interval",
+        interval.unwrap_or(DEFAULT_REFRESH_INTERVAL),
+    )?;
+    let jitter = parse_flag_duration("--jitter", jitter.unwrap_or(DEFAULT_JITTER))?;
+    let min_remaining = parse_flag_duration(
+        "--min-remaining",
+        min_remaining.unwrap_or(DEFAULT_MIN_REMAINING),
+    )?;
+    if interval < Duration::from_secs(1) {
+        return err("--refresh-interval must be at least 1s");
+    }
+    if interval > Duration::from_secs(55 * 60) {
+        return err(format!(
+            "--refresh-interval {}: installation tokens live one hour; choose at most 55m \
+             (the default is {DEFAULT_REFRESH_INTERVAL})",
+            format_duration(interval)
+        ));
+    }
+    if jitter >= interval {
+        return err(format!(
+            "--jitter {} must be shorter than --refresh-interval {}",
+            format_duration(jitter),
+            format_duration(interval)
+        ));
+    }
+    if min_remaining >= Duration::from_secs(3600) {
+        return err("--min-remaining must be less than 1h (tokens live one hour)");
+    }
+    Ok(Policy {
+        interval,
+        jitter,
+        min_remaining,
+    })
+}
+
+fn parse_flag_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {
+    parse_duration(s).map_err(|why| ConfigError(format!("{flag} '{}': {why}", s.escape_debug())))
+}
+
+/// `90s`, `45m`, `1h`, `1h30m`, `500ms`. A bare number is refused: units are not guessed.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const HINT: &str = "expected a duration like 90s, 45m or 1h";
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(HINT.into());
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(HINT.into());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| HINT.to_string())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let ms_per = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => return Err(format!("{HINT} (a unit is required)")),
+            _ => return Err(HINT.into()),
+        };
+        rest = &rest[unit_len..];
+        total_ms = n
+            .checked_mul(ms_per)
+            .and_then(|v| total_ms.checked_add(v))
+            .filter(|v| *v <= 365 * 86_400_000)
+            .ok_or_else(|| "duration is too long (at most a year)".to_string())?;
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
+/// `2700s` → `45m`, `5400s` → `1h30m`, `1500ms` → `1.5s`.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_millis() != 0 || secs == 0 {
+        return if secs == 0 {
+            format!("{}ms", d.as_millis())
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        };
+    }
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out += &format!("{h}h");
+    }
+    if m > 0 {
+        out += &format!("{m}m");
+    }
+    if s > 0 {
+        out += &format!("{s}s");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> HostEnv {
+        HostEnv {
+            xdg_runtime_dir: Some("/run/user/1000".into()),
+            credentials_directory: None,
+        }
+    }
+
+    fn raw() -> RawConfig {
+        RawConfig {
+            app_id: Some("1234".into()),
+            private_key_file: Some("/k.pem".into()),
+            installation_id: Some("100".into()),
+            ..Default::default()
+        }
+    }
+
+    fn error_of(r: RawConfig) -> String {
+        r.into_config(&env()).unwrap_err().0
+    }
+
+    #[test]
+    fn defaults() {
+        let c = raw().into_config(&env()).unwrap();
+        let t = &c.targets[0];
+        assert_eq!(
+            t.output,
+            PathBuf::from("/run/user/1000/github-token-refresher/token.json")
+        );
+        assert_eq!(t.api_url, "https://api.github.com");
+        assert_eq!(t.policy.interval, Duration::from_secs(45 * 60));
+        assert_eq!(t.policy.jitter, Duration::from_secs(120));
+        assert_eq!(t.policy.min_remaining, Duration::from_secs(600));
+        assert_eq!(t.installation, InstallationRef::Id(100));
+        assert_eq!(c.http_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("45m"), Ok(Duration::from_secs(2700)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(
+            parse_duration("45")
+                .unwrap_err()
+                .contains("unit is required")
+        );
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+    }
+
+    #[test]
+    fn app_id_and_client_id() {
+        assert_eq!(parse_app_id("123456").unwrap(), "123456");
+        assert_eq!(
+            parse_app_id("Iv23liABCdef0123").unwrap(),
+            "Iv23liABCdef0123"
+        );
+        assert_eq!(
+            parse_app_id("Iv1.0123456789abcdef").unwrap(),
+            "Iv1.0123456789abcdef"
+        );
+        let e = parse_app_id("12a4").unwrap_err().0;
+        assert!(e.starts_with("--app-id '12a4'"), "{e}");
+    }
+
+    #[test]
+    fn installation_choices() {
+        assert_eq!(
+            parse_installation(None, None, Some("acme/widgets")).unwrap(),
+            InstallationRef::Repo {
+                owner: "acme".into(),
+                name: "widgets".into()
+            }
+        );
+        assert_eq!(
+            parse_installation(None, Some("octocat"), None).unwrap(),
+            InstallationRef::Owner("octocat".into())
+        );
+        assert!(
+            parse_installation(None, Some("a"), Some("a/b"))
+                .unwrap_err()
+                .0
+                .contains("only one")
+        );
+        assert!(
+            parse_installation(None, None, None)
+                .unwrap_err()
+                .0
+                .contains("--installation-id N")
+        );
+        assert!(
+            parse_installation(Some("x1"), None, None)
+                .unwrap_err()
+                .0
+                .starts_with("--installation-id")
+        );
+        assert!(
+            parse_installation(None, None, Some("acme"))
+                .unwrap_err()
+                .0
+                .contains("OWNER/NAME")
+        );
+    }
+
+    #[test]
+    fn scoping() {
+        assert_eq!(
+            parse_permissions("contents=read, pull_requests=write").unwrap(),
+            BTreeMap::from([
+                ("contents".to_string(), "read".to_string()),
+                ("pull_requests".to_string(), "write".to_string())
+            ])
+        );
+        assert!(
+            parse_permissions("contents")
+                .unwrap_err()
+                .0
+                .contains("NAME=LEVEL")
+        );
+        assert!(
+            parse_permissions("contents=rw")
+                .unwrap_err()
+                .0
+                .contains("read, write or admin")
+        );
+        assert!(parse_permissions("Contents=read").is_err());
+        assert_eq!(parse_repositories("a, b,a,", None).unwrap(), vec!["a", "b"]);
+        assert_eq!(
+            parse_repositories("acme/a", Some("acme")).unwrap(),
+            vec!["a"]
+        );
+        assert!(parse_repositories("other/a", Some("acme")).is_err());
+        assert!(parse_repositories("a b", None).is_err());
+    }
+
+    #[test]
+    fn api_url_rules() {
+        assert_eq!(
+            parse_api_url("https://ghe.example.com/api/v3/").unwrap(),
+            "https://ghe.example.com/api/v3"
+        );
+        assert_eq!(
+            parse_api_url("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(parse_api_url("http://[::1]:80").is_ok());
+        assert!(parse_api_url("http://localhost:1").is_ok());
+        let e = parse_api_url("http://ghe.example.com").unwrap_err().0;
+        assert!(e.contains("only allowed to a loopback"), "{e}");
+        assert!(parse_api_url("ftp://x").is_err());
+        assert!(parse_api_url("api.github.com").is_err());
+    }
+
+    #[test]
+    fn output_and_key_resolution() {
+        let mut r = raw();
+        r.output = Some("/tmp/dir/".into());
+        assert!(error_of(r).contains("not a directory"));
+        let no_xdg = HostEnv::default();
+        assert!(
+            raw()
+                .into_config(&no_xdg)
+                .unwrap_err()
+                .0
+                .contains("XDG_RUNTIME_DIR")
+        );
+        let mut r = raw();
+        r.private_key_file = None;
+        assert!(error_of(r).starts_with("--private-key-file is missing"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CREDENTIAL_NAME), "x").unwrap();
+        let creds = HostEnv {
+            credentials_directory: Some(dir.path().into()),
+            ..env()
+        };
+        let mut r = raw();
+        r.private_key_file = Some("".into());
+        assert_eq!(
+            r.into_config(&creds).unwrap().targets[0].app.key_file,
+            dir.path().join(CREDENTIAL_NAME)
+        );
+    }
+
+    #[test]
+    fn schedule_limits() {
+        let mut r = raw();
+        r.jitter = Some("50m".into());
+        assert!(error_of(r).contains("shorter than --refresh-interval"));
+        let mut r = raw();
+        r.refresh_interval = Some("2h".into());
+        assert!(error_of(r).contains("at most 55m"));
+        let mut r = raw();
+        r.min_remaining = Some("soon".into());
+        assert!(error_of(r).starts_with("--min-remaining 'soon'"));
+        let mut r = raw();
+        r.app_id = Some("  ".into());
+        assert!(error_of(r).starts_with("--app-id is missing"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in "\\PC*") {
+            let _ = parse_duration(&s);
+            let _ = parse_permissions(&s);
+            let _ = parse_repositories(&s, Some("acme"));
+            let _ = parse_api_url(&s);
+            let _ = parse_app_id(&s);
+            let _ = parse_installation(None, None, Some(&s));
+        }
+
+        #[test]
+        fn durations_round_trip(secs in 1u64..400_000) {
+            let d = Duration::from_secs(secs);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+}

@@ -1,0 +1,613 @@
+//! `run`: the daemon. One `select!` loop over signals, the watchdog, finished refreshes and
+//! the next wall-clock deadline. Each target has its own schedule, backoff and error state;
+//! refreshes run as tasks, so one slow or failing target never delays another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+use tracing::{Instrument, error, info, warn};
+
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError, InstallationRef, Target, format_duration};
+use crate::error::exit;
+use crate::notify;
+use crate::refresh::{Ctx, RefreshError, Resolved, Resources, token_file_for};
+use crate::schedule::{self, RetryBudget};
+use crate::token_file::{self, Freshness};
+
+/// Longest single sleep. Timers run on the monotonic clock, which stops during suspend;
+/// waking this often lets the loop compare wall-clock deadlines and refresh within seconds
+/// of a resume or a clock jump, at a cost of one wakeup per `NAP`.
+pub const NAP: Duration = Duration::from_secs(10);
+
+/// Re-reads the configuration on SIGHUP.
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send>;
+
+/// What is known about the token a target's file holds (never the token itself).
+#[derive(Debug, Clone)]
+struct Current {
+    /// By GitHub's clock, as written in the file.
+    expires_at_unix: i64,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct TargetState {
+    target: Arc<Target>,
+    /// Bumped when the target's configuration changes, to ignore older tasks' results.
+    epoch: u64,
+    resolved: Option<Resolved>,
+    current: Option<Current>,
+    /// Local wall-clock time of the next attempt.
+    next_at: DateTime<Utc>,
+    in_flight: bool,
+    attempt: u32,
+    budget: RetryBudget,
+    last_error: Option<(String, bool)>,
+    expiry_reported: bool,
+}
+
+impl TargetState {
+    fn new(target: Target, epoch: u64, now: DateTime<Utc>) -> Self {
+        TargetState {
+            target: Arc::new(target),
+            epoch,
+            resolved: None,
+            current: None,
+            next_at: now,
+            in_flight: false,
+            attempt: 0,
+            budget: RetryBudget::default(),
+            last_error: None,
+            expiry_reported: false,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.target.name
+    }
+}
+
+struct TaskResult {
+    name: String,
+    epoch: u64,
+    resolved: Option<Resolved>,
+    result: Result<Published, RefreshError>,
+}
+
+struct Published {
+    current: Current,
+    refresh_at: DateTime<Utc>,
+}
+
+pub struct Daemon {
+    clock: Arc<dyn Clock>,
+    loader: Loader,
+    /// Single-target mode (flags): a reload mints every target at once.
+    refresh_all_on_reload: bool,
+    res: Resources,
+    http_timeout: Duration,
+    targets: Vec<TargetState>,
+    tasks: JoinSet<TaskResult>,
+    ready_sent: bool,
+    epochs: u64,
+    reload_note: Option<String>,
+    last_status: String,
+}
+
+impl Daemon {
+    pub fn new(
+        config: Config,
+        res: Resources,
+        loader: Loader,
+        refresh_all_on_reload: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let now = clock.now();
+        let targets = config
+            .targets
+            .into_iter()
+            .map(|t| TargetState::new(t, 0, now))
+            .collect();
+        Daemon {
+            clock,
+            loader,
+            refresh_all_on_reload,
+            res,
+            http_timeout: config.http_timeout,
+            targets,
+            tasks: JoinSet::new(),
+            ready_sent: false,
+            epochs: 0,
+            reload_note: None,
+            last_status: String::new(),
+        }
+    }
+
+    /// Run until SIGTERM/SIGINT (exit 0) or a configuration error before the first token (78).
+    pub async fn run(mut self) -> i32 {
+        let (mut hup, mut term, mut int) = match (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+            _ => {
+                error!("cannot install signal handlers");
+                return exit::FAILURE;
+            }
+        };
+        let watchdog_period = notify::watchdog_interval();
+        let mut watchdog =
+            tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+        self.adopt_existing_files();
+        info!(
+            targets = self.targets.len(),
+            watchdog = watchdog_period
+                .map(format_duration)
+                .unwrap_or_else(|| "off".into()),
+            "started"
+        );
+        if self.targets.iter().all(|t| self.is_fresh(t)) {
+            self.send_ready();
+        }
+        loop {
+            self.start_due();
+            self.report_expiries();
+            let nap = self.time_to_next_deadline();
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => self.reload(),
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    match done {
+                        Ok(result) => {
+                            if let Some(code) = self.finish(result) {
+                                return code;
+                            }
+                        }
+                        Err(e) => error!("a refresh task failed: {e}"),
+                    }
+                }
+                _ = watchdog.tick(), if watchdog_period.is_some() => notify::watchdog(),
+                _ = tokio::time::sleep(nap) => {}
+            }
+        }
+        info!("stopping");
+        notify::stopping();
+        self.tasks.abort_all();
+        exit::OK
+    }
+
+    /// A still-valid file from before counts: consumers have a token while we mint anew.
+    fn adopt_existing_files(&mut self) {
+        let now = self.clock.now();
+        for t in &mut self.targets {
+            let removed = token_file::remove_stale_temps(&t.target.output);
+            if removed > 0 {
+                info!(target = %t.target.name, removed, "removed temp files left by a crash");
+            }
+            if let Ok(file) = token_file::read(&t.target.output) {
+                if let Freshness::Valid { remaining_secs }
+                | Freshness::Expiring { remaining_secs } = file.freshness(now, 0)
+                {
+                    info!(
+                        target = %t.target.name,
+                        expires_at = %file.expires_at,
+                        "the token file from before is still valid for {}",
+                        format_duration(Duration::from_secs(remaining_secs as u64))
+                    );
+                    t.current = Some(Current {
+                        expires_at_unix: file.expires_at_unix,
+                        generation: file.generation,
+                    });
+                }
+            }
+        }
+    }
+
+    fn server_offset(&self, t: &TargetState) -> chrono::Duration {
+        chrono::Duration::seconds(self.res.client(&t.target).clock_offset())
+    }
+
+    /// Seconds the target's current token has left, by GitHub's clock.
+    fn remaining(&self, t: &TargetState) -> Option<i64> {
+        let now = self.clock.now() + self.server_offset(t);
+        t.current
+            .as_ref()
+            .map(|c| c.expires_at_unix - now.timestamp())
+    }
+
+    fn is_fresh(&self, t: &TargetState) -> bool {
+        self.remaining(t).is_some_and(|r| r > 0)
+    }
+
+    fn start_due(&mut self) {
+        let now = self.clock.now();
+        for t in self
+            .targets
+            .iter_mut()
+            .filter(|t| !t.in_flight && t.next_at <= now)
+        {
+            t.in_flight = true;
+            let ctx = Ctx::new(&self.res, &t.target, self.clock.clone());
+            let span = tracing::info_span!("refresh", target = %t.target.name);
+            self.tasks.spawn(
+                refresh_task(ctx, t.target.clone(), t.epoch, t.resolved.clone()).instrument(span),
+            );
+        }
+    }
+
+    /// Log once when a token runs out while we could not replace it.
+    fn report_expiries(&mut self) {
+        let now = self.clock.now();
+        let mut changed = false;
+        for i in 0..self.targets.len() {
+            let expired = self.remaining(&self.targets[i]).is_some_and(|r| r <= 0);
+            let t = &mut self.targets[i];
+            if expired && !t.expiry_reported {
+                t.expiry_reported = true;
+                changed = true;
+                let why = t
+                    .last_error
+                    .as_ref()
+                    .map_or("no refresh succeeded", |(e, _)| e.as_str());
+                error!(target = %t.target.name, "the token in '{}' has EXPIRED: {why}; consumers have no valid token until GitHub answers", t.target.output.display());
+            }
+            let _ = now;
+        }
+        if changed {
+            self.update_status();
+        }
+    }
+
+    fn time_to_next_deadline(&self) -> Duration {
+        let now = self.clock.now();
+        let mut next = now + chrono::Duration::from_std(NAP).unwrap_or_default();
+        for t in &self.targets {
+            if !t.in_flight {
+                next = next.min(t.next_at);
+            }
+            if let (Some(c), false) = (&t.current, t.expiry_reported) {
+                let local_expiry = DateTime::from_timestamp(c.expires_at_unix, 0)
+                    .unwrap_or_default()
+                    - self.server_offset(t);
+                next = next.min(local_expiry.max(now));
+            }
+        }
+        (next - now).to_std().unwrap_or(Duration::ZERO).min(NAP)
+    }
+
+    /// Handle a finished refresh; returns an exit code when the daemon must stop.
+    fn finish(&mut self, r: TaskResult) -> Option<i32> {
+        let now = self.clock.now();
+        let ready_before = self.ready_sent;
+        let Some(idx) = self
+            .targets
+            .iter()
+            .position(|t| t.name() == r.name && t.epoch == r.epoch)
+        else {
+            return None; // removed or changed by a reload meanwhile
+        };
+        let http_timeout = self.http_timeout;
+        let offset = self.server_offset(&self.targets[idx]);
+        let t = &mut self.targets[idx];
+        t.in_flight = false;
+        t.resolved = r.resolved;
+        let mut extend = None;
+        match r.result {
+            Ok(p) => {
+                t.current = Some(p.current);
+                t.next_at = p.refresh_at;
+                t.attempt = 0;
+                t.budget.clear();
+                t.last_error = None;
+                t.expiry_reported = false;
+            }
+            Err(e) => {
+                t.attempt += 1;
+                let permanent = e.is_permanent();
+                let kind = match &e {
+                    RefreshError::Github(g) => g.retry_kind(),
+                    RefreshError::Sign(_) => schedule::RetryKind::Permanent,
+                    RefreshError::Write(_) => schedule::RetryKind::Transient,
+                };
+                let delay = schedule::retry_delay(kind, t.attempt, rand::random());
+                t.budget.record(now);
+                t.next_at = t
+                    .budget
+                    .earliest(now + chrono::Duration::from_std(delay).unwrap_or_default());
+                let has_token = t
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.expires_at_unix > (now + offset).timestamp());
+                let wait = format_duration(Duration::from_secs(
+                    (t.next_at - now).num_seconds().max(0) as u64,
+                ));
+                let hint = match &e {
+                    RefreshError::Github(g) => {
+                        g.hint().map(|h| format!(" ({h})")).unwrap_or_default()
+                    }
+                    _ => String::new(),
+                };
+                if permanent {
+                    error!(target = %t.target.name, attempt = t.attempt, retry_in = %wait, "{e}{hint}");
+                } else {
+                    warn!(target = %t.target.name, attempt = t.attempt, retry_in = %wait, "{e}");
+                }
+                t.last_error = Some((e.short(), permanent));
+                if !ready_before && !has_token {
+                    if permanent && self.refresh_all_on_reload {
+                        error!(
+                            "cannot mint a first token and no valid token file exists: {e}{hint}"
+                        );
+                        return Some(exit::CONFIG);
+                    }
+                    extend = Some(delay + http_timeout * 2 + Duration::from_secs(30));
+                }
+            }
+        }
+        if !self.ready_sent && self.all_settled() {
+            if self.targets.iter().all(|t| !self.is_fresh(t)) {
+                error!(
+                    "no target has a valid token and every one failed with an error retrying won't fix"
+                );
+                return Some(exit::CONFIG);
+            }
+            self.send_ready();
+        } else {
+            self.update_status();
+            if let (false, Some(by)) = (self.ready_sent, extend) {
+                notify::extend_timeout(by, &self.last_status);
+            }
+        }
+        None
+    }
+
+    /// Every target has a valid token or a permanent error.
+    fn all_settled(&self) -> bool {
+        self.targets
+            .iter()
+            .all(|t| self.is_fresh(t) || t.last_error.as_ref().is_some_and(|(_, p)| *p))
+    }
+
+    fn send_ready(&mut self) {
+        self.ready_sent = true;
+        let status = self.status_line();
+        self.last_status = status.clone();
+        info!("ready: {status}");
+        notify::ready(&status);
+    }
+
+    fn update_status(&mut self) {
+        let status = self.status_line();
+        if status != self.last_status {
+            notify::status(&status);
+            self.last_status = status;
+        }
+    }
+
+    fn status_line(&self) -> String {
+        let now = self.clock.now();
+        let line = if let [t] = self.targets.as_slice() {
+            self.describe(t, now)
+        } else {
+            let fresh = self
+                .targets
+                .iter()
+                .filter(|t| self.is_fresh(t) && t.last_error.is_none())
+                .count();
+            let failing: Vec<_> = self
+                .targets
+                .iter()
+                .filter(|t| t.last_error.is_some())
+                .map(|t| {
+                    format!(
+                        "{}: {}",
+                        t.name(),
+                        t.last_error.as_ref().map_or("", |e| e.0.as_str())
+                    )
+                })
+                .collect();
+            let mut s = format!("{} targets: {fresh} fresh", self.targets.len());
+            if !failing.is_empty() {
+                s += &format!(", {} failing ({})", failing.len(), failing.join("; "));
+            }
+            let pending = self.targets.len() - fresh - failing.len();
+            if pending > 0 {
+                s += &format!(", {pending} minting");
+            }
+            s
+        };
+        match &self.reload_note {
+            Some(note) => format!("{line}; {note}"),
+            None => line,
+        }
+    }
+
+    fn describe(&self, t: &TargetState, now: DateTime<Utc>) -> String {
+        let remaining = self.remaining(t);
+        let expires = t.current.as_ref().map(|c| {
+            clock_time(DateTime::from_timestamp(c.expires_at_unix, 0).unwrap_or_default())
+        });
+        let token = match (remaining, &expires) {
+            (Some(r), Some(_)) if r > 0 => format!(
+                "current token valid {}",
+                format_duration(
+                    Duration::from_secs(r as u64 / 60 * 60).max(Duration::from_secs(60))
+                )
+            ),
+            (Some(r), Some(at)) => format!(
+                "token EXPIRED at {at} ({} ago)",
+                format_duration(Duration::from_secs((-r) as u64))
+            ),
+            _ => "no valid token yet".to_string(),
+        };
+        match &t.last_error {
+            None => match (remaining, expires) {
+                (Some(r), Some(at)) if r > 0 => format!(
+                    "token valid until {at}, next refresh {}",
+                    clock_time(t.next_at)
+                ),
+                _ => "minting the first token".into(),
+            },
+            Some((err, permanent)) => {
+                let wait = format_duration(Duration::from_secs(
+                    (t.next_at - now).num_seconds().max(0) as u64,
+                ));
+                if *permanent {
+                    format!("{err}; retrying in {wait}; {token}")
+                } else {
+                    format!("{err}, retry {} in {wait}; {token}", t.attempt)
+                }
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        info!("SIGHUP: reloading configuration and keys");
+        notify::reloading();
+        let loaded = (self.loader)().and_then(|c| {
+            let res = Resources::load(&c, Some(&self.res))?;
+            Ok((c, res))
+        });
+        match loaded {
+            Ok((config, res)) => {
+                let now = self.clock.now();
+                let mut old: Vec<TargetState> = std::mem::take(&mut self.targets);
+                let (mut added, mut changed, mut kept) = (0, 0, 0);
+                for target in config.targets {
+                    let pos = old.iter().position(|o| o.target.name == target.name);
+                    match pos.map(|p| old.remove(p)) {
+                        Some(mut prev) if *prev.target == target => {
+                            if self.refresh_all_on_reload {
+                                prev.next_at = now;
+                            }
+                            kept += 1;
+                            self.targets.push(prev);
+                        }
+                        Some(prev) => {
+                            self.epochs += 1;
+                            let mut state = TargetState::new(target, self.epochs, now);
+                            // the file still holds the previous token until the new one lands
+                            state.current = prev.current;
+                            changed += 1;
+                            self.targets.push(state);
+                        }
+                        None => {
+                            self.epochs += 1;
+                            self.targets
+                                .push(TargetState::new(target, self.epochs, now));
+                            added += 1;
+                        }
+                    }
+                }
+                for gone in &old {
+                    info!(target = %gone.target.name, "target removed by reload; its token file is left as it is");
+                }
+                self.res = res;
+                self.http_timeout = config.http_timeout;
+                self.reload_note = None;
+                info!(
+                    added,
+                    changed,
+                    kept,
+                    removed = old.len(),
+                    "configuration reloaded"
+                );
+                let status = format!("reloaded; {}", self.status_line());
+                self.last_status = status.clone();
+                notify::ready(&status);
+            }
+            Err(e) => {
+                error!("reload rejected, keeping the previous configuration and key: {e}");
+                self.reload_note = Some(format!("last reload rejected: {e}"));
+                let status = self.status_line();
+                self.last_status = status.clone();
+                notify::ready(&status);
+            }
+        }
+        self.ready_sent = true;
+    }
+}
+
+/// `14:05 UTC`
+fn clock_time(t: DateTime<Utc>) -> String {
+    t.format("%H:%M UTC").to_string()
+}
+
+async fn refresh_task(
+    ctx: Ctx,
+    target: Arc<Target>,
+    epoch: u64,
+    resolved: Option<Resolved>,
+) -> TaskResult {
+    let mut resolved = resolved;
+    let result = refresh_once(&ctx, &target, &mut resolved).await;
+    if let Err(RefreshError::Github(e)) = &result {
+        // an installation found by owner/repo may have been reinstalled under a new id
+        if e.status() == Some(404) && !matches!(target.installation, InstallationRef::Id(_)) {
+            resolved = None;
+        }
+    }
+    TaskResult {
+        name: target.name.clone(),
+        epoch,
+        resolved,
+        result,
+    }
+}
+
+async fn refresh_once(
+    ctx: &Ctx,
+    target: &Target,
+    resolved: &mut Option<Resolved>,
+) -> Result<Published, RefreshError> {
+    let inst = match resolved {
+        Some(r) => r.clone(),
+        None => {
+            let r = ctx.resolve(&target.installation).await?;
+            info!(installation_id = r.id, account = %r.account, "resolved {}", target.installation);
+            *resolved = Some(r.clone());
+            r
+        }
+    };
+    let token = ctx.mint(target, inst.id).await?;
+    if let Err(e) = ctx.verify(&token).await {
+        warn!(
+            "the new token was not accepted by GET /installation/repositories ({e}); publishing it anyway"
+        );
+    }
+    let server_now = ctx.server_now();
+    let offset = server_now - ctx.clock.now();
+    let expires = DateTime::from_timestamp(token.expires_at_unix, 0).unwrap_or_default();
+    let refresh_at = schedule::next_refresh(
+        &target.policy,
+        server_now,
+        expires,
+        rand::random_range(-1.0..=1.0),
+    ) - offset;
+    let file = token_file_for(target, &inst, &token, ctx.clock.now(), refresh_at);
+    let written = crate::refresh::publish(target, file, server_now).await?;
+    info!(
+        installation_id = inst.id,
+        account = %inst.account,
+        expires_at = %written.expires_at,
+        generation = written.generation,
+        next_refresh = %clock_time(refresh_at),
+        "minted a token and wrote '{}'",
+        target.output.display()
+    );
+    Ok(Published {
+        current: Current {
+            expires_at_unix: written.expires_at_unix,
+            generation: written.generation,
+        },
+        refresh_at,
+    })
+}

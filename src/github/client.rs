@@ -1,0 +1,460 @@
+//! The HTTP client: one connection pool per API base URL, GitHub's required headers,
+//! timeouts, a cap on response size, and the server's clock learned from `Date` headers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::error::{GithubError, Trouble};
+use super::types::{AccessToken, AppInfo, Installation, RepositoryList, TokenRequest};
+use crate::secret::Secret;
+
+/// Answers larger than this are refused (GitHub's are a few KiB).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A wait GitHub asks for is honoured up to this long.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+/// A GitHub API client for one base URL (`https://api.github.com` or `https://HOST/api/v3`).
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Arc<str>,
+    /// GitHub's clock minus ours, in seconds, from the last `Date` header.
+    offset: Arc<AtomicI64>,
+}
+
+fn user_agent() -> String {
+    format!("github-token-refresher/{}", env!("CARGO_PKG_VERSION"))
+}
+
+impl Client {
+    pub fn new(base: &str, timeout: Duration) -> Result<Client, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.github+json"),
+        );
+        headers.insert(
+            "X-GitHub-Api-Version",
+            HeaderValue::from_static("2022-11-28"),
+        );
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent())
+            .default_headers(headers)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').into(),
+            offset: Arc::new(AtomicI64::new(0)),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// GitHub's clock minus ours, in whole seconds (0 until a `Date` header was seen).
+    pub fn clock_offset(&self) -> i64 {
+        self.offset.load(Ordering::Relaxed)
+    }
+
+    /// Now by GitHub's clock, as learned from its last answer.
+    pub fn server_now(&self, local_now: DateTime<Utc>) -> DateTime<Utc> {
+        local_now + chrono::Duration::seconds(self.clock_offset())
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path))
+    }
+
+    /// `GET /app`: who the JWT says we are.
+    pub async fn app(&self, jwt: &Secret) -> Result<AppInfo, GithubError> {
+        let req = self.request(Method::GET, "/app").bearer_auth(jwt.expose());
+        self.json("GET /app", req).await
+    }
+
+    /// `GET /app/installations/{id}`.
+    pub async fn installation(&self, jwt: &Secret, id: u64) -> Result<Installation, GithubError> {
+        let req = self
+            .request(Method::GET, &format!("/app/installations/{id}"))
+            .bearer_auth(jwt.expose());
+        self.json("GET /app/installations/{id}", req).await
+    }
+
+    /// `GET /repos/{owner}/{repo}/installation`.
+    pub async fn installation_for_repo(
+        &self,
+        jwt: &Secret,
+        owner: &str,
+        repo: &str,
+    ) -> Result<Installation, GithubError> {
+        let req = self
+            .request(Method::GET, &format!("/repos/{owner}/{repo}/installation"))
+            .bearer_auth(jwt.expose());
+        self.json("GET /repos/{owner}/{repo}/installation", req)
+            .await
+    }
+
+    /// `GET /orgs/{owner}/installation`, falling back to `/users/{owner}/installation`.
+    pub async fn installation_for_owner(
+        &self,
+        jwt: &Secret,
+        owner: &str,
+    ) -> Result<Installation, GithubError> {
+        let req = self
+            .request(Method::GET, &format!("/orgs/{owner}/installation"))
+            .bearer_auth(jwt.expose());
+        match self.json("GET /orgs/{org}/installation", req).await {
+            Err(e) if e.status() == Some(404) => {
+                let req = self
+                    .request(Method::GET, &format!("/users/{owner}/installation"))
+                    .bearer_auth(jwt.expose());
+                self.json("GET /users/{user}/installation", req).await
+            }
+            other => other,
+        }
+    }
+
+    /// `POST /app/installations/{id}/access_tokens`: mint a token.
+    pub async fn mint(
+        &self,
+        jwt: &Secret,
+        installation_id: u64,
+        scope: &TokenRequest,
+    ) -> Result<AccessToken, GithubError> {
+        const WHAT: &str = "POST /app/installations/{id}/access_tokens";
+        let mut req = self
+            .request(
+                Method::POST,
+                &format!("/app/installations/{installation_id}/access_tokens"),
+            )
+            .bearer_auth(jwt.expose());
+        if *scope != TokenRequest::default() {
+            req = req.json(scope);
+        }
+        let mut token: AccessToken = self.json(WHAT, req).await?;
+        let bad = |reason: &str| GithubError::BadResponse {
+            what: WHAT,
+            reason: reason.into(),
+        };
+        let t = token.token.expose();
+        if t.is_empty() || t.len() > 1024 || t.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(bad("\"token\" is empty or malformed"));
+        }
+        let expires = DateTime::parse_from_rfc3339(&token.expires_at)
+            .map_err(|_| bad("\"expires_at\" is not an RFC 3339 time"))?;
+        token.expires_at_unix = expires.timestamp();
+        Ok(token)
+    }
+
+    /// `GET /installation/repositories` with the installation token: does it work?
+    pub async fn installation_repositories(
+        &self,
+        token: &Secret,
+    ) -> Result<RepositoryList, GithubError> {
+        let req = self
+            .request(Method::GET, "/installation/repositories?per_page=100")
+            .bearer_auth(token.expose());
+        self.json("GET /installation/repositories", req).await
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        req: RequestBuilder,
+    ) -> Result<T, GithubError> {
+        let body = self.send(what, req).await?;
+        serde_json::from_slice(&body).map_err(|e| GithubError::BadResponse {
+            what,
+            // serde_json names the field and position, never the value
+            reason: format!("not the expected JSON: {e}"),
+        })
+    }
+
+    async fn send(&self, what: &'static str, req: RequestBuilder) -> Result<Vec<u8>, GithubError> {
+        let unreachable = |e: reqwest::Error| GithubError::Unreachable {
+            what,
+            reason: describe(&e),
+        };
+        let mut resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let server_date = headers
+            .get(header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date);
+        if let Some(date) = server_date {
+            let offset = (date - Utc::now()).num_seconds();
+            // Date has one-second resolution: ignore the rounding
+            let offset = if offset.abs() <= 1 { 0 } else { offset };
+            self.offset.store(offset, Ordering::Relaxed);
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY_BYTES {
+                        return Err(GithubError::BadResponse {
+                            what,
+                            reason: format!("answer larger than {} KiB", MAX_BODY_BYTES / 1024),
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if status.is_success() => {
+                    return Err(GithubError::BadResponse {
+                        what,
+                        reason: format!("answer cut short: {}", describe(&e)),
+                    });
+                }
+                Err(_) => break,
+            }
+        }
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = error_message(&body, status);
+        let trouble = classify(
+            status,
+            &headers,
+            &message,
+            server_date.unwrap_or_else(Utc::now),
+        );
+        Err(GithubError::Status {
+            what,
+            status: status.as_u16(),
+            message,
+            trouble,
+        })
+    }
+}
+
+/// The innermost cause, which says what actually happened (refused, reset, timed out).
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    if e.is_connect() && !text.contains("connect") {
+        format!("connection failed: {text}")
+    } else {
+        text
+    }
+}
+
+fn parse_http_date(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc2822(s.trim())
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+/// GitHub's `message`, or a short clean excerpt of a non-JSON body.
+fn error_message(body: &[u8], status: StatusCode) -> String {
+    #[derive(serde::Deserialize)]
+    struct GithubMessage {
+        message: String,
+    }
+    let text = match serde_json::from_slice::<GithubMessage>(body) {
+        Ok(m) => m.message,
+        Err(_) => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    clean.trim().to_string()
+}
+
+fn header_secs(headers: &HeaderMap, name: &str) -> Option<i64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// What an error status means for the caller.
+pub(super) fn classify(
+    status: StatusCode,
+    headers: &HeaderMap,
+    message: &str,
+    server_now: DateTime<Utc>,
+) -> Trouble {
+    let lower = message.to_ascii_lowercase();
+    let retry_after = headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs)
+                .or_else(|| {
+                    let at = parse_http_date(v)?;
+                    (at - server_now).to_std().ok()
+                })
+        });
+    let reset_wait = header_secs(headers, "x-ratelimit-reset")
+        .and_then(|reset| (reset - server_now.timestamp()).try_into().ok())
+        .map(Duration::from_secs);
+    let exhausted = header_secs(headers, "x-ratelimit-remaining") == Some(0);
+    let limited = |wait: Option<Duration>| {
+        Trouble::RateLimited(
+            wait.unwrap_or(DEFAULT_RATE_LIMIT_WAIT)
+                .clamp(Duration::from_secs(1), MAX_RATE_LIMIT_WAIT),
+        )
+    };
+    match status.as_u16() {
+        429 => limited(retry_after.or(reset_wait)),
+        403 if exhausted => limited(retry_after.or(reset_wait)),
+        403 if lower.contains("rate limit") => limited(retry_after.or(reset_wait)),
+        401 if lower.contains("'issued at' claim") || lower.contains("'expiration time' claim") => {
+            Trouble::ClockSkew
+        }
+        400..=499 if matches!(status.as_u16(), 408 | 425) => Trouble::Transient,
+        400..=499 => Trouble::Permanent,
+        _ => Trouble::Transient,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn class(status: u16, h: &[(&'static str, &str)], msg: &str) -> Trouble {
+        classify(
+            StatusCode::from_u16(status).unwrap(),
+            &headers(h),
+            msg,
+            now(),
+        )
+    }
+
+    #[test]
+    fn statuses_map_to_what_to_do() {
+        assert_eq!(class(503, &[], ""), Trouble::Transient);
+        assert_eq!(class(500, &[], ""), Trouble::Transient);
+        assert_eq!(class(404, &[], "Not Found"), Trouble::Permanent);
+        assert_eq!(
+            class(422, &[], "There is at least one repository"),
+            Trouble::Permanent
+        );
+        assert_eq!(
+            class(401, &[], "A JSON web token could not be decoded"),
+            Trouble::Permanent
+        );
+        assert_eq!(
+            class(403, &[], "Resource not accessible by integration"),
+            Trouble::Permanent
+        );
+        assert_eq!(
+            class(
+                401,
+                &[],
+                "'Issued at' claim ('iat') must be an Integer representing a time in the past"
+            ),
+            Trouble::ClockSkew
+        );
+        assert_eq!(
+            class(
+                401,
+                &[],
+                "'Expiration time' claim ('exp') is too far in the future"
+            ),
+            Trouble::ClockSkew
+        );
+    }
+
+    #[test]
+    fn rate_limits_say_how_long() {
+        assert_eq!(
+            class(429, &[("retry-after", "30")], ""),
+            Trouble::RateLimited(Duration::from_secs(30))
+        );
+        let reset = (now().timestamp() + 120).to_string();
+        assert_eq!(
+            class(
+                403,
+                &[
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", &reset)
+                ],
+                "API rate limit exceeded"
+            ),
+            Trouble::RateLimited(Duration::from_secs(120))
+        );
+        assert_eq!(
+            class(403, &[], "You have exceeded a secondary rate limit"),
+            Trouble::RateLimited(DEFAULT_RATE_LIMIT_WAIT)
+        );
+        assert_eq!(
+            class(429, &[("retry-after", "Fri, 15 Jan 2027 08:01:00 GMT")], ""),
+            Trouble::RateLimited(Duration::from_secs(60))
+        );
+        assert_eq!(
+            class(429, &[("retry-after", "999999")], ""),
+            Trouble::RateLimited(MAX_RATE_LIMIT_WAIT)
+        );
+    }
+
+    #[test]
+    fn error_messages_are_githubs_and_clean() {
+        let body = br#"{"message":"Not Found","documentation_url":"x"}"#;
+        assert_eq!(error_message(body, StatusCode::NOT_FOUND), "Not Found");
+        assert_eq!(
+            error_message(b"<html>\n oops", StatusCode::BAD_GATEWAY),
+            "Bad Gateway"
+        );
+        let long = format!(r#"{{"message":"{}"}}"#, "a\\n".repeat(400));
+        assert!(error_message(long.as_bytes(), StatusCode::IM_A_TEAPOT).len() <= 300);
+    }
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT")
+                .unwrap()
+                .timestamp(),
+            784111777
+        );
+        assert!(parse_http_date("yesterday").is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_githubs_answers_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), status in 400u16..600) {
+            let status = StatusCode::from_u16(status).unwrap();
+            let msg = error_message(&body, status);
+            let _ = classify(status, &HeaderMap::new(), &msg, now());
+            let _ = serde_json::from_slice::<AccessToken>(&body);
+            let _ = serde_json::from_slice::<Installation>(&body);
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! One refresh, as `run`, `once` and `check` all do it: sign the App JWT (re-signing once
+//! when GitHub says our clock is off), resolve the installation, mint a scoped token, check
+//! that it works, and publish the token file.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::config::{AppRef, Config, ConfigError, InstallationRef, Target};
+use crate::github::{AccessToken, Client, GithubError, Installation, TokenRequest, Trouble};
+use crate::jwt::{self, JwtSigner};
+use crate::token_file::{self, TokenFile, WriteError, rfc3339};
+
+/// HTTP clients (one per API URL, so connections are reused) and JWT signers (one per App,
+/// so one JWT serves every target of that App until it nears expiry).
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    clients: HashMap<String, Client>,
+    signers: HashMap<AppRef, Arc<JwtSigner>>,
+}
+
+impl Resources {
+    /// Load every key the configuration names and set up the clients. Clients from
+    /// `previous` are kept (with their connections and learned clock offset); keys are always
+    /// read again, so that a SIGHUP picks up a rotated key.
+    pub fn load(config: &Config, previous: Option<&Resources>) -> Result<Resources, ConfigError> {
+        let mut out = Resources::default();
+        for t in &config.targets {
+            if !out.clients.contains_key(&t.api_url) {
+                let client = match previous.and_then(|p| p.clients.get(&t.api_url)) {
+                    Some(c) => c.clone(),
+                    None => Client::new(&t.api_url, config.http_timeout).map_err(ConfigError)?,
+                };
+                out.clients.insert(t.api_url.clone(), client);
+            }
+            if !out.signers.contains_key(&t.app) {
+                let key = jwt::load_key(&t.app.key_file)?;
+                out.signers.insert(
+                    t.app.clone(),
+                    Arc::new(JwtSigner::new(t.app.app_id.clone(), key)),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn client(&self, target: &Target) -> &Client {
+        &self.clients[&target.api_url]
+    }
+
+    pub fn signer(&self, target: &Target) -> &Arc<JwtSigner> {
+        &self.signers[&target.app]
+    }
+}
+
+/// The installation a target mints for, once resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub id: u64,
+    pub account: String,
+    pub account_type: String,
+    pub repository_selection: String,
+}
+
+impl From<&Installation> for Resolved {
+    fn from(i: &Installation) -> Self {
+        Resolved {
+            id: i.id,
+            account: i.account_login().to_owned(),
+            account_type: i
+                .account
+                .as_ref()
+                .map(|a| a.kind.clone())
+                .unwrap_or_default(),
+            repository_selection: i.repository_selection.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Github(#[from] GithubError),
+    #[error("{0}")]
+    Sign(String),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+impl RefreshError {
+    pub fn short(&self) -> String {
+        match self {
+            RefreshError::Github(e) => format!("GitHub answered {}", e.short()),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            RefreshError::Github(e) => e.is_permanent(),
+            RefreshError::Sign(_) => true,
+            RefreshError::Write(_) => false,
+        }
+    }
+}
+
+/// Everything one refresh needs, cheap to clone into a task.
+#[derive(Clone)]
+pub struct Ctx {
+    pub client: Client,
+    pub signer: Arc<JwtSigner>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Ctx {
+    pub fn new(res: &Resources, target: &Target, clock: Arc<dyn Clock>) -> Ctx {
+        Ctx {
+            client: res.client(target).clone(),
+            signer: res.signer(target).clone(),
+            clock,
+        }
+    }
+
+    /// Now by GitHub's clock.
+    pub fn server_now(&self) -> DateTime<Utc> {
+        self.client.server_now(self.clock.now())
+    }
+
+    /// Call GitHub with the App JWT. When GitHub says `iat`/`exp` are off, the answer's
+    /// `Date` header has taught the client GitHub's clock: sign again and retry once.
+    pub async fn with_jwt<T, F, Fut>(&self, call: F) -> Result<T, RefreshError>
+    where
+        F: Fn(crate::secret::Secret) -> Fut,
+        Fut: Future<Output = Result<T, GithubError>>,
+    {
+        let mut skew_retried = false;
+        loop {
+            let jwt = self
+                .signer
+                .jwt(self.server_now().timestamp())
+                .map_err(RefreshError::Sign)?;
+            match call(jwt).await {
+                Err(e) if e.trouble() == Trouble::ClockSkew && !skew_retried => {
+                    tracing::warn!(
+                        clock_offset_secs = self.client.clock_offset(),
+                        "GitHub refused the JWT's times ({e}); signing again with GitHub's clock"
+                    );
+                    self.signer.invalidate();
+                    skew_retried = true;
+                }
+                other => return other.map_err(RefreshError::from),
+            }
+        }
+    }
+
+    pub async fn resolve(&self, installation: &InstallationRef) -> Result<Resolved, RefreshError> {
+        let c = &self.client;
+        let inst = match installation {
+            InstallationRef::Id(id) => {
+                self.with_jwt(|jwt| async move { c.installation(&jwt, *id).await })
+                    .await?
+            }
+            InstallationRef::Owner(owner) => {
+                self.with_jwt(|jwt| async move { c.installation_for_owner(&jwt, owner).await })
+                    .await?
+            }
+            InstallationRef::Repo { owner, name } => {
+                self.with_jwt(|jwt| async move { c.installation_for_repo(&jwt, owner, name).await })
+                    .await?
+            }
+        };
+        Ok(Resolved::from(&inst))
+    }
+
+    pub async fn mint(
+        &self,
+        target: &Target,
+        installation_id: u64,
+    ) -> Result<AccessToken, RefreshError> {
+        let scope = TokenRequest {
+            repositories: target.repositories.clone(),
+            permissions: target.permissions.clone(),
+        };
+        let c = &self.client;
+        let scope = &scope;
+        self.with_jwt(|jwt| async move { c.mint(&jwt, installation_id, scope).await })
+            .await
+    }
+
+    /// Check a new token against `GET /installation/repositories`. A token GitHub has just
+    /// minted can answer 401 for a few seconds while it replicates: retry 401/403 and
+    /// transient errors a few times (≈ 3.5 s in all) before giving up.
+    pub async fn verify(&self, token: &AccessToken) -> Result<u64, GithubError> {
+        let mut delay = Duration::from_millis(500);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.client.installation_repositories(&token.token).await {
+                Ok(list) => return Ok(list.total_count),
+                Err(e)
+                    if tries < VERIFY_TRIES
+                        && (matches!(e.status(), Some(401 | 403))
+                            || e.trouble() == Trouble::Transient) =>
+                {
+                    tracing::debug!(try_number = tries, "new token not accepted yet: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+pub const VERIFY_TRIES: u32 = 4;
+
+/// The file contents for a fresh token.
+pub fn token_file_for(
+    target: &Target,
+    resolved: &Resolved,
+    token: &AccessToken,
+    now: DateTime<Utc>,
+    refresh_at: DateTime<Utc>,
+) -> TokenFile {
+    let repositories = token
+        .repositories
+        .as_ref()
+        .map(|rs| rs.iter().map(|r| r.name.clone()).collect());
+    TokenFile {
+        token: token.token.clone(),
+        expires_at: token.expires_at.clone(),
+        expires_at_unix: token.expires_at_unix,
+        generated_at: rfc3339(now),
+        generated_at_unix: now.timestamp(),
+        app_id: target.app.app_id.clone(),
+        installation_id: resolved.id,
+        account: resolved.account.clone(),
+        permissions: token.permission_levels(),
+        repository_selection: if token.repository_selection.is_empty() {
+            resolved.repository_selection.clone()
+        } else {
+            token.repository_selection.clone()
+        },
+        repositories,
+        api_url: target.api_url.clone(),
+        refresh_at: rfc3339(refresh_at),
+        refresh_at_unix: refresh_at.timestamp(),
+        generation: 0,
+    }
+}
+
+/// Publish on a blocking thread (fsyncs block).
+pub async fn publish(
+    target: &Target,
+    file: TokenFile,
+    now: DateTime<Utc>,
+) -> Result<TokenFile, RefreshError> {
+    let path = target.output.clone();
+    let opts = target.file;
+    let written = tokio::task::spawn_blocking(move || {
+        token_file::prepare_dir(&path)?;
+        token_file::publish(&path, file, opts, now)
+    })
+    .await
+    .map_err(|e| RefreshError::Sign(format!("writer task failed: {e}")))??;
+    Ok(written)
+}

@@ -1,0 +1,439 @@
+//! The token file: its JSON shape, reading it back, and publishing a new one atomically
+//! (temp file with O_EXCL in the same directory, fsync, rename, fsync the directory).
+
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// What the daemon writes. Consumers in the field read exactly `token`, `expires_at` and
+/// `expires_at_unix`; everything else is for people and for `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenFile {
+    pub token: Secret,
+    /// RFC 3339 UTC, as GitHub returned it.
+    pub expires_at: String,
+    #[serde(default)]
+    pub expires_at_unix: i64,
+    #[serde(default)]
+    pub generated_at: String,
+    #[serde(default)]
+    pub generated_at_unix: i64,
+    #[serde(default)]
+    pub app_id: String,
+    #[serde(default)]
+    pub installation_id: u64,
+    #[serde(default)]
+    pub account: String,
+    #[serde(default)]
+    pub permissions: BTreeMap<String, String>,
+    #[serde(default)]
+    pub repository_selection: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<Vec<String>>,
+    #[serde(default)]
+    pub api_url: String,
+    #[serde(default)]
+    pub refresh_at: String,
+    #[serde(default)]
+    pub refresh_at_unix: i64,
+    /// Grows by one with every write to this path.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// How fresh a token file is at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// More than `min_remaining` left.
+    Valid {
+        remaining_secs: i64,
+    },
+    /// Still valid, but less than `min_remaining` left.
+    Expiring {
+        remaining_secs: i64,
+    },
+    Expired {
+        ago_secs: i64,
+    },
+}
+
+impl TokenFile {
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.expires_at_unix, 0).unwrap_or_default()
+    }
+
+    pub fn freshness(&self, now: DateTime<Utc>, min_remaining_secs: i64) -> Freshness {
+        let remaining = self.expires_at_unix - now.timestamp();
+        if remaining <= 0 {
+            Freshness::Expired {
+                ago_secs: -remaining,
+            }
+        } else if remaining < min_remaining_secs {
+            Freshness::Expiring {
+                remaining_secs: remaining,
+            }
+        } else {
+            Freshness::Valid {
+                remaining_secs: remaining,
+            }
+        }
+    }
+
+    /// Parse and check a file's text. Accepts files with only `token` and `expires_at`
+    /// (older tools write no more), filling `expires_at_unix` from `expires_at`.
+    pub fn parse(text: &str) -> Result<TokenFile, String> {
+        let mut file: TokenFile = serde_json::from_str(text).map_err(|e| {
+            // serde_json's message names the field or position, never the value
+            format!("not a token file: {e}")
+        })?;
+        if file.token.is_empty() {
+            return Err("not a token file: \"token\" is empty".into());
+        }
+        let parsed = DateTime::parse_from_rfc3339(&file.expires_at)
+            .map_err(|_| "not a token file: \"expires_at\" is not an RFC 3339 time".to_string())?;
+        if file.expires_at_unix == 0 {
+            file.expires_at_unix = parsed.timestamp();
+        }
+        Ok(file)
+    }
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("token file '{0}' does not exist")]
+    Missing(PathBuf),
+    #[error("cannot read token file '{path}': {source}")]
+    Unreadable { path: PathBuf, source: io::Error },
+    #[error("token file '{path}': {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Read and parse the token file at `path`.
+pub fn read(path: &Path) -> Result<TokenFile, ReadError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => zeroize::Zeroizing::new(t),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(ReadError::Missing(path.to_owned()));
+        }
+        Err(source) => {
+            return Err(ReadError::Unreadable {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    TokenFile::parse(&text).map_err(|reason| ReadError::Invalid {
+        path: path.to_owned(),
+        reason,
+    })
+}
+
+/// Mode and group of the published file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileOptions {
+    pub mode: u32,
+    pub gid: Option<u32>,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            mode: 0o600,
+            gid: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("refusing to write a token that is already expired (expires_at {0})")]
+    AlreadyExpired(String),
+    #[error("'{0}' is a directory; remove it or choose another --output")]
+    TargetIsDirectory(PathBuf),
+    #[error("cannot create directory '{path}': {source}")]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot write token file in '{dir}': {source}")]
+    Io { dir: PathBuf, source: io::Error },
+}
+
+impl WriteError {
+    fn io(dir: &Path, source: io::Error) -> Self {
+        WriteError::Io {
+            dir: dir.to_owned(),
+            source,
+        }
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn temp_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "token.json".into());
+    format!(".{name}.tmp-")
+}
+
+/// Create the token file's directory (0700) when it is missing.
+pub fn prepare_dir(path: &Path) -> Result<(), WriteError> {
+    let dir = parent_of(path);
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| WriteError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Remove temp files a crash left beside `path`. Returns how many were removed.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let prefix = temp_prefix(path);
+    let Ok(entries) = fs::read_dir(parent_of(path)) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// Publish `file` at `path`: its `generation` becomes one more than the current file's,
+/// and a token that has already expired is refused, so a reader only ever sees the old
+/// complete file or the new complete file, and never a worse one.
+pub fn publish(
+    path: &Path,
+    mut file: TokenFile,
+    opts: FileOptions,
+    now: DateTime<Utc>,
+) -> Result<TokenFile, WriteError> {
+    if file.expires_at_unix <= now.timestamp() {
+        return Err(WriteError::AlreadyExpired(file.expires_at));
+    }
+    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(WriteError::TargetIsDirectory(path.to_owned()));
+    }
+    let previous = read(path).map(|f| f.generation).unwrap_or(0);
+    file.generation = file.generation.max(previous) + 1;
+    let mut bytes = serde_json::to_vec_pretty(&file).expect("token file serializes");
+    bytes.push(b'\n');
+    let bytes = zeroize::Zeroizing::new(bytes);
+    write_atomic(path, &bytes, opts)?;
+    Ok(file)
+}
+
+/// The atomic write itself: O_EXCL temp file (never follows a symlink) in the target's
+/// directory, write, fsync, rename over the target (a symlink there is replaced, not
+/// followed), fsync the directory. The temp file is removed on any failure.
+pub fn write_atomic(path: &Path, bytes: &[u8], opts: FileOptions) -> Result<(), WriteError> {
+    let dir = parent_of(path);
+    let temp = dir.join(format!(
+        "{}{}-{:016x}",
+        temp_prefix(path),
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let result = (|| -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(opts.mode)
+            .open(&temp)?;
+        if let Some(gid) = opts.gid {
+            std::os::unix::fs::fchown(&f, None, Some(gid))?;
+        }
+        // the umask may have narrowed the mode; set it exactly
+        f.set_permissions(fs::Permissions::from_mode(opts.mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&temp);
+        if e.raw_os_error() == Some(21) {
+            // EISDIR: something made a directory at the target meanwhile
+            WriteError::TargetIsDirectory(path.to_owned())
+        } else {
+            WriteError::io(dir, e)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(expires: i64) -> TokenFile {
+        TokenFile {
+            token: Secret::new("ghs_sample"),
+            expires_at: rfc3339(DateTime::from_timestamp(expires, 0).unwrap()),
+            expires_at_unix: expires,
+            generated_at: String::new(),
+            generated_at_unix: 0,
+            app_id: "1".into(),
+            installation_id: 2,
+            account: "acme".into(),
+            permissions: BTreeMap::new(),
+            repository_selection: "all".into(),
+            repositories: None,
+            api_url: String::new(),
+            refresh_at: String::new(),
+            refresh_at_unix: 0,
+            generation: 0,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn publish_writes_0600_and_counts_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        let t = now().timestamp() + 3600;
+        assert_eq!(
+            publish(&path, sample(t), FileOptions::default(), now())
+                .unwrap()
+                .generation,
+            1
+        );
+        assert_eq!(
+            publish(&path, sample(t), FileOptions::default(), now())
+                .unwrap()
+                .generation,
+            2
+        );
+        let back = read(&path).unwrap();
+        assert_eq!(back.generation, 2);
+        assert_eq!(back.token.expose(), "ghs_sample");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "no temp files left");
+    }
+
+    #[test]
+    fn an_expired_token_never_replaces_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        publish(
+            &path,
+            sample(now().timestamp() + 60),
+            FileOptions::default(),
+            now(),
+        )
+        .unwrap();
+        let err = publish(
+            &path,
+            sample(now().timestamp()),
+            FileOptions::default(),
+            now(),
+        );
+        assert!(matches!(err, Err(WriteError::AlreadyExpired(_))));
+        assert_eq!(read(&path).unwrap().expires_at_unix, now().timestamp() + 60);
+    }
+
+    #[test]
+    fn a_symlink_at_the_target_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        let path = dir.path().join("token.json");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        publish(
+            &path,
+            sample(now().timestamp() + 60),
+            FileOptions::default(),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        assert!(
+            !fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn a_directory_at_the_target_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        fs::create_dir(&path).unwrap();
+        let err = publish(
+            &path,
+            sample(now().timestamp() + 60),
+            FileOptions::default(),
+            now(),
+        );
+        assert!(matches!(err, Err(WriteError::TargetIsDirectory(_))));
+    }
+
+    #[test]
+    fn stale_temps_are_removed_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        fs::write(dir.path().join(".token.json.tmp-1-abc"), "x").unwrap();
+        fs::write(dir.path().join("other"), "x").unwrap();
+        assert_eq!(remove_stale_temps(&path), 1);
+        assert!(dir.path().join("other").exists());
+    }
+
+    #[test]
+    fn parse_accepts_the_minimal_field_format_and_rejects_junk() {
+        let f =
+            TokenFile::parse(r#"{"token":"ghs_a","expires_at":"2027-01-15T10:00:00Z"}"#).unwrap();
+        assert_eq!(f.expires_at_unix, 1_800_007_200);
+        assert!(TokenFile::parse("").is_err());
+        assert!(TokenFile::parse(r#"{"token":"","expires_at":"2027-01-15T10:00:00Z"}"#).is_err());
+        let err = TokenFile::parse(r#"{"token":"ghs_secret","expires_at":"soon"}"#).unwrap_err();
+        assert!(!err.contains("ghs_secret"));
+    }
+
+    #[test]
+    fn freshness_bands() {
+        let f = sample(now().timestamp() + 300);
+        assert_eq!(
+            f.freshness(now(), 600),
+            Freshness::Expiring {
+                remaining_secs: 300
+            }
+        );
+        assert_eq!(
+            f.freshness(now(), 60),
+            Freshness::Valid {
+                remaining_secs: 300
+            }
+        );
+        assert_eq!(
+            f.freshness(now() + chrono::Duration::seconds(400), 60),
+            Freshness::Expired { ago_secs: 100 }
+        );
+    }
+}
