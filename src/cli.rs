@@ -22,7 +22,8 @@ Exit status:
     version,
     about = "Keep a GitHub App installation token fresh in a JSON file, for sandboxes, \
              containers and agents that must never hold the App's private key",
-    after_help = EXIT_STATUS_HELP
+    after_help = EXIT_STATUS_HELP,
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -32,16 +33,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: mint a token about every 45 minutes and keep the file fresh
-    #[command(after_help = EXIT_STATUS_HELP)]
+    #[command(after_help = EXIT_STATUS_HELP, args_override_self = true)]
     Run(ConfigArgs),
     /// Mint and write one token, then exit (cron, init containers, manual fixes)
-    #[command(after_help = EXIT_STATUS_HELP)]
+    #[command(after_help = EXIT_STATUS_HELP, args_override_self = true)]
     Once(ConfigArgs),
     /// Say whether the token file holds a valid token, for whom and until when
-    #[command(after_help = EXIT_STATUS_HELP)]
+    #[command(after_help = EXIT_STATUS_HELP, args_override_self = true)]
     Status(StatusArgs),
     /// Check the configuration step by step against GitHub, with a hint for each failure
-    #[command(after_help = EXIT_STATUS_HELP)]
+    #[command(after_help = EXIT_STATUS_HELP, args_override_self = true)]
     Check(ConfigArgs),
 }
 

@@ -31,7 +31,6 @@ pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send>;
 struct Current {
     /// By GitHub's clock, as written in the file.
     expires_at_unix: i64,
-    generation: u64,
 }
 
 #[derive(Debug)]
@@ -204,7 +203,6 @@ impl Daemon {
                     );
                     t.current = Some(Current {
                         expires_at_unix: file.expires_at_unix,
-                        generation: file.generation,
                     });
                 }
             }
@@ -245,7 +243,6 @@ impl Daemon {
 
     /// Log once when a token runs out while we could not replace it.
     fn report_expiries(&mut self) {
-        let now = self.clock.now();
         let mut changed = false;
         for i in 0..self.targets.len() {
             let expired = self.remaining(&self.targets[i]).is_some_and(|r| r <= 0);
@@ -259,7 +256,6 @@ impl Daemon {
                     .map_or("no refresh succeeded", |(e, _)| e.as_str());
                 error!(target = %t.target.name, "the token in '{}' has EXPIRED: {why}; consumers have no valid token until GitHub answers", t.target.output.display());
             }
-            let _ = now;
         }
         if changed {
             self.update_status();
@@ -599,14 +595,13 @@ async fn refresh_once(
         account = %inst.account,
         expires_at = %written.expires_at,
         generation = written.generation,
-        next_refresh = %clock_time(refresh_at),
+        next_refresh = %refresh_at.format("%H:%M:%S UTC"),
         "minted a token and wrote '{}'",
         target.output.display()
     );
     Ok(Published {
         current: Current {
             expires_at_unix: written.expires_at_unix,
-            generation: written.generation,
         },
         refresh_at,
     })
