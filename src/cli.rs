@@ -73,21 +73,25 @@ pub struct ConfigArgs {
     /// The token file [default: $XDG_RUNTIME_DIR/github-token-refresher/token.json]
     #[arg(long, env = "GITHUB_TOKEN_FILE", value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// REST API base URL; GitHub Enterprise Server: https://HOST/api/v3
-    #[arg(long, env = "GITHUB_API_URL", value_name = "URL", default_value = crate::config::DEFAULT_API_URL)]
-    pub api_url: String,
-    /// Time between refreshes
-    #[arg(long, env = "GITHUB_TOKEN_REFRESH_INTERVAL", value_name = "DURATION", default_value = crate::config::DEFAULT_REFRESH_INTERVAL)]
-    pub refresh_interval: String,
-    /// Random ± spread around the interval
-    #[arg(long, env = "GITHUB_TOKEN_REFRESH_JITTER", value_name = "DURATION", default_value = crate::config::DEFAULT_JITTER)]
-    pub jitter: String,
-    /// Refresh no later than this long before the token expires
-    #[arg(long, env = "GITHUB_TOKEN_MIN_REMAINING", value_name = "DURATION", default_value = crate::config::DEFAULT_MIN_REMAINING)]
-    pub min_remaining: String,
-    /// Give up on one HTTP request after this long
-    #[arg(long, env = "GITHUB_HTTP_TIMEOUT", value_name = "DURATION", default_value = crate::config::DEFAULT_HTTP_TIMEOUT)]
-    pub http_timeout: String,
+    /// REST API base URL [default: https://api.github.com]; GitHub Enterprise Server:
+    /// https://HOST/api/v3
+    #[arg(long, env = "GITHUB_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+    /// Time between refreshes [default: 45m]
+    #[arg(long, env = "GITHUB_TOKEN_REFRESH_INTERVAL", value_name = "DURATION")]
+    pub refresh_interval: Option<String>,
+    /// Random ± spread around the interval [default: 2m]
+    #[arg(long, env = "GITHUB_TOKEN_REFRESH_JITTER", value_name = "DURATION")]
+    pub jitter: Option<String>,
+    /// Refresh no later than this long before the token expires [default: 10m]
+    #[arg(long, env = "GITHUB_TOKEN_MIN_REMAINING", value_name = "DURATION")]
+    pub min_remaining: Option<String>,
+    /// Give up on one HTTP request after this long [default: 30s]
+    #[arg(long, env = "GITHUB_HTTP_TIMEOUT", value_name = "DURATION")]
+    pub http_timeout: Option<String>,
+    /// Many targets from a TOML file instead of the flags above (see README)
+    #[arg(long, env = "GITHUB_TOKEN_REFRESHER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -101,12 +105,36 @@ impl ConfigArgs {
             repositories: self.repositories.clone(),
             permissions: self.permissions.clone(),
             output: self.output.clone(),
-            api_url: Some(self.api_url.clone()),
-            refresh_interval: Some(self.refresh_interval.clone()),
-            jitter: Some(self.jitter.clone()),
-            min_remaining: Some(self.min_remaining.clone()),
-            http_timeout: Some(self.http_timeout.clone()),
+            api_url: self.api_url.clone(),
+            refresh_interval: self.refresh_interval.clone(),
+            jitter: self.jitter.clone(),
+            min_remaining: self.min_remaining.clone(),
+            http_timeout: self.http_timeout.clone(),
         }
+    }
+
+    /// The single-target flags given (from the command line or environment).
+    pub fn single_target_flags(&self) -> Vec<&'static str> {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let set_path = |v: &Option<PathBuf>| v.as_ref().is_some_and(|p| !p.as_os_str().is_empty());
+        [
+            ("--app-id", set(&self.app_id)),
+            ("--private-key-file", set_path(&self.private_key_file)),
+            ("--installation-id", set(&self.installation_id)),
+            ("--owner", set(&self.owner)),
+            ("--repo", set(&self.repo)),
+            ("--repositories", set(&self.repositories)),
+            ("--permissions", set(&self.permissions)),
+            ("--output", set_path(&self.output)),
+            ("--api-url", set(&self.api_url)),
+            ("--refresh-interval", set(&self.refresh_interval)),
+            ("--jitter", set(&self.jitter)),
+            ("--min-remaining", set(&self.min_remaining)),
+            ("--http-timeout", set(&self.http_timeout)),
+        ]
+        .into_iter()
+        .filter_map(|(flag, on)| on.then_some(flag))
+        .collect()
     }
 }
 
@@ -115,6 +143,9 @@ pub struct StatusArgs {
     /// The token file [default: $XDG_RUNTIME_DIR/github-token-refresher/token.json]
     #[arg(long, env = "GITHUB_TOKEN_FILE", value_name = "PATH")]
     pub output: Option<PathBuf>,
+    /// Report on every target of this TOML file (as `run --config`)
+    #[arg(long, env = "GITHUB_TOKEN_REFRESHER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Call a token expiring within this long "expiring" (exit 1)
     #[arg(long, env = "GITHUB_TOKEN_MIN_REMAINING", value_name = "DURATION", default_value = crate::config::DEFAULT_MIN_REMAINING)]
     pub min_remaining: String,

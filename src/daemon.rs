@@ -12,6 +12,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, InstallationRef, Target, format_duration};
+use crate::config_file::FileConfig;
 use crate::error::exit;
 use crate::notify;
 use crate::refresh::{Ctx, RefreshError, Resolved, Resources, token_file_for};
@@ -23,8 +24,12 @@ use crate::token_file::{self, Freshness};
 /// of a resume or a clock jump, at a cost of one wakeup per `NAP`.
 pub const NAP: Duration = Duration::from_secs(10);
 
+/// At most this many refreshes talk to GitHub at once; with many targets the rest wait
+/// their turn, so a start or a reload never fires a burst of hundreds of requests.
+pub const MAX_IN_FLIGHT: usize = 16;
+
 /// Re-reads the configuration on SIGHUP.
-pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send>;
+pub type Loader = Box<dyn Fn() -> Result<FileConfig, ConfigError> + Send>;
 
 /// What is known about the token a target's file holds (never the token itself).
 #[derive(Debug, Clone)]
@@ -83,6 +88,8 @@ struct Published {
 }
 
 pub struct Daemon {
+    /// On reload, delete the files of removed targets (config file `delete_removed_outputs`).
+    pub delete_removed_outputs: bool,
     clock: Arc<dyn Clock>,
     loader: Loader,
     /// Single-target mode (flags): a reload mints every target at once.
@@ -112,6 +119,7 @@ impl Daemon {
             .map(|t| TargetState::new(t, 0, now))
             .collect();
         Daemon {
+            delete_removed_outputs: false,
             clock,
             loader,
             refresh_all_on_reload,
@@ -146,12 +154,27 @@ impl Daemon {
 
         self.adopt_existing_files();
         info!(
-            targets = self.targets.len(),
+            version = env!("CARGO_PKG_VERSION"),
             watchdog = watchdog_period
                 .map(format_duration)
                 .unwrap_or_else(|| "off".into()),
-            "started"
+            "started with {} target(s)",
+            self.targets.len()
         );
+        for t in &self.targets {
+            let p = &t.target.policy;
+            info!(
+                target = %t.target.name,
+                app_id = %t.target.app.app_id,
+                api_url = %t.target.api_url,
+                "{} → '{}', refresh every {}±{}, at the latest {} before expiry",
+                t.target.installation,
+                t.target.output.display(),
+                format_duration(p.interval),
+                format_duration(p.jitter),
+                format_duration(p.min_remaining)
+            );
+        }
         if self.targets.iter().all(|t| self.is_fresh(t)) {
             self.send_ready();
         }
@@ -186,6 +209,7 @@ impl Daemon {
     /// A still-valid file from before counts: consumers have a token while we mint anew.
     fn adopt_existing_files(&mut self) {
         let now = self.clock.now();
+        let keep_plans = !self.refresh_all_on_reload;
         for t in &mut self.targets {
             let removed = token_file::remove_stale_temps(&t.target.output);
             if removed > 0 {
@@ -204,6 +228,23 @@ impl Daemon {
                     t.current = Some(Current {
                         expires_at_unix: file.expires_at_unix,
                     });
+                    // With a configuration file (many targets), a restart keeps the plan the
+                    // file records, rather than minting every target at once; with flags, a
+                    // restart mints at once (the flags may have changed the scope).
+                    let latest =
+                        file.expires_at_unix - t.target.policy.min_remaining.as_secs() as i64;
+                    let same_app = file.app_id == t.target.app.app_id;
+                    let same_scope =
+                        file.repositories.clone().unwrap_or_default() == t.target.repositories;
+                    if keep_plans
+                        && same_app
+                        && same_scope
+                        && file.refresh_at_unix > now.timestamp()
+                        && file.refresh_at_unix <= latest
+                    {
+                        t.next_at =
+                            DateTime::from_timestamp(file.refresh_at_unix, 0).unwrap_or(now);
+                    }
                 }
             }
         }
@@ -265,8 +306,10 @@ impl Daemon {
     fn time_to_next_deadline(&self) -> Duration {
         let now = self.clock.now();
         let mut next = now + chrono::Duration::from_std(NAP).unwrap_or_default();
+        // when every slot is busy, a finished task (not the clock) wakes the loop
+        let slots_free = self.tasks.len() < MAX_IN_FLIGHT;
         for t in &self.targets {
-            if !t.in_flight {
+            if !t.in_flight && (slots_free || t.next_at > now) {
                 next = next.min(t.next_at);
             }
             if let (Some(c), false) = (&t.current, t.expiry_reported) {
@@ -468,12 +511,14 @@ impl Daemon {
     fn reload(&mut self) {
         info!("SIGHUP: reloading configuration and keys");
         notify::reloading();
-        let loaded = (self.loader)().and_then(|c| {
-            let res = Resources::load(&c, Some(&self.res))?;
-            Ok((c, res))
+        let loaded = (self.loader)().and_then(|f| {
+            let res = Resources::load(&f.config, Some(&self.res))?;
+            Ok((f, res))
         });
         match loaded {
-            Ok((config, res)) => {
+            Ok((file, res)) => {
+                let config = file.config;
+                self.delete_removed_outputs = file.delete_removed_outputs;
                 let now = self.clock.now();
                 let mut old: Vec<TargetState> = std::mem::take(&mut self.targets);
                 let (mut added, mut changed, mut kept) = (0, 0, 0);
@@ -504,7 +549,19 @@ impl Daemon {
                     }
                 }
                 for gone in &old {
-                    info!(target = %gone.target.name, "target removed by reload; its token file is left as it is");
+                    let path = &gone.target.output;
+                    if self.delete_removed_outputs {
+                        match std::fs::remove_file(path) {
+                            Ok(()) => {
+                                info!(target = %gone.target.name, "target removed by reload; deleted '{}'", path.display())
+                            }
+                            Err(e) => {
+                                warn!(target = %gone.target.name, "target removed by reload; cannot delete '{}': {e}", path.display())
+                            }
+                        }
+                    } else {
+                        info!(target = %gone.target.name, "target removed by reload; '{}' is left as it is", path.display());
+                    }
                 }
                 self.res = res;
                 self.http_timeout = config.http_timeout;

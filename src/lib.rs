@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod config_file;
 pub mod daemon;
 pub mod error;
 pub mod github;
@@ -21,13 +22,13 @@ pub mod token_file;
 
 use std::ffi::OsString;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command, ConfigArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, HostEnv};
+use crate::config_file::FileConfig;
 use crate::error::exit;
 use crate::refresh::Resources;
 
@@ -75,8 +76,31 @@ fn config_failure(e: &ConfigError) -> i32 {
     exit::CONFIG
 }
 
+/// The configuration from `--config FILE`, or else from the single-target flags.
+fn read_config(args: &ConfigArgs) -> Result<FileConfig, ConfigError> {
+    let env = HostEnv::from_process();
+    match &args.config {
+        Some(path) if !path.as_os_str().is_empty() => {
+            let flags = args.single_target_flags();
+            if !flags.is_empty() {
+                return Err(ConfigError(format!(
+                    "--config '{}' and {} can't be combined: put every setting in the file \
+                     (check the environment too: GITHUB_APP_ID and friends count as flags)",
+                    path.display(),
+                    flags.join(", ")
+                )));
+            }
+            config_file::load(path, &env)
+        }
+        _ => Ok(FileConfig {
+            config: args.raw().into_config(&env)?,
+            delete_removed_outputs: false,
+        }),
+    }
+}
+
 fn single_target(args: &ConfigArgs) -> Result<Config, ConfigError> {
-    args.raw().into_config(&HostEnv::from_process())
+    read_config(args).map(|f| f.config)
 }
 
 /// Configuration, keys and a writable output directory, or the reason why not.
@@ -99,10 +123,12 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
             return exit::CONFIG;
         }
     };
-    let loader: daemon::Loader = Box::new(move || single_target(&args));
-    daemon::Daemon::new(config, res, loader, true, clock)
-        .run()
-        .await
+    let file_mode = args.config.is_some();
+    let delete_removed = file_mode && read_config(&args).is_ok_and(|f| f.delete_removed_outputs);
+    let loader: daemon::Loader = Box::new(move || read_config(&args));
+    let mut daemon = daemon::Daemon::new(config, res, loader, !file_mode, clock);
+    daemon.delete_removed_outputs = delete_removed;
+    daemon.run().await
 }
 
 /// No core dumps of a process that holds the key and tokens (prctl PR_SET_DUMPABLE 0; this
@@ -125,7 +151,30 @@ fn status(args: &cli::StatusArgs) -> i32 {
             )));
         }
     };
-    let path = match (&args.output, HostEnv::from_process().xdg_runtime_dir) {
+    let env = HostEnv::from_process();
+    let now = chrono::Utc::now();
+    if let Some(path) = args.config.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        let file = match config_file::load(path, &env) {
+            Ok(f) => f,
+            Err(e) => return config_failure(&e),
+        };
+        let mut worst = exit::OK;
+        let mut all = Vec::new();
+        for t in &file.config.targets {
+            let (text, mut json, code) = commands::status::report(&t.output, min, now);
+            json["name"] = t.name.clone().into();
+            if !args.json {
+                println!("{}: {text}", t.name);
+            }
+            all.push(json);
+            worst = worst.max(code);
+        }
+        if args.json {
+            println!("{}", serde_json::Value::Array(all));
+        }
+        return worst;
+    }
+    let path = match (&args.output, env.xdg_runtime_dir) {
         (Some(p), _) if !p.as_os_str().is_empty() => p.clone(),
         (_, Some(dir)) => dir.join("github-token-refresher/token.json"),
         _ => {
@@ -134,12 +183,11 @@ fn status(args: &cli::StatusArgs) -> i32 {
             ));
         }
     };
-    let (text, json, code) = commands::status::report(&path, min, chrono::Utc::now());
+    let (text, json, code) = commands::status::report(&path, min, now);
     if args.json {
         println!("{json}");
     } else {
         println!("{text}");
     }
-    let _ = Duration::ZERO;
     code
 }

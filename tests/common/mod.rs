@@ -1,7 +1,7 @@
 //! Test support shared by the integration tests: a fake GitHub, a throwaway key and output
 //! directory, the real binary with a clean environment, and an sd_notify listener.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

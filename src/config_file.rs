@@ -1,0 +1,540 @@
+//! The multi-target configuration file (`--config FILE`, TOML): shared defaults and any
+//! number of `[[target]]` tables. Parsing is pure; every error names the file and line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{
+    AppRef, Config, ConfigError, DEFAULT_API_URL, DEFAULT_HTTP_TIMEOUT, HostEnv, InstallationRef,
+    Target, parse_api_url, parse_app_id, parse_duration, parse_installation, parse_permissions,
+    parse_policy, parse_repositories,
+};
+use crate::token_file::FileOptions;
+
+/// Shared defaults: every key a target may also set for itself. (Spelled out in both
+/// structs: `#[serde(flatten)]` would lose the spans that name the line of a mistake.)
+struct Defaults<'a> {
+    app_id: &'a Option<Spanned<IdValue>>,
+    private_key_file: &'a Option<PathBuf>,
+    api_url: &'a Option<Spanned<String>>,
+    refresh_interval: &'a Option<Spanned<String>>,
+    jitter: &'a Option<Spanned<String>>,
+    min_remaining: &'a Option<Spanned<String>>,
+    mode: &'a Option<Spanned<ModeValue>>,
+    group: &'a Option<Spanned<IdValue>>,
+}
+
+macro_rules! defaults_of {
+    ($raw:expr) => {
+        Defaults {
+            app_id: &$raw.app_id,
+            private_key_file: &$raw.private_key_file,
+            api_url: &$raw.api_url,
+            refresh_interval: &$raw.refresh_interval,
+            jitter: &$raw.jitter,
+            min_remaining: &$raw.min_remaining,
+            mode: &$raw.mode,
+            group: &$raw.group,
+        }
+    };
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    app_id: Option<Spanned<IdValue>>,
+    private_key_file: Option<PathBuf>,
+    api_url: Option<Spanned<String>>,
+    refresh_interval: Option<Spanned<String>>,
+    jitter: Option<Spanned<String>>,
+    min_remaining: Option<Spanned<String>>,
+    mode: Option<Spanned<ModeValue>>,
+    group: Option<Spanned<IdValue>>,
+    http_timeout: Option<Spanned<String>>,
+    /// On reload, delete the token files of targets removed from the file.
+    #[serde(default)]
+    delete_removed_outputs: bool,
+    #[serde(default)]
+    target: Vec<Spanned<RawTarget>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Spanned<String>,
+    installation_id: Option<Spanned<IdValue>>,
+    owner: Option<Spanned<String>>,
+    repo: Option<Spanned<String>>,
+    #[serde(default)]
+    repositories: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    permissions: Option<Spanned<BTreeMap<String, String>>>,
+    output: Option<Spanned<PathBuf>>,
+    app_id: Option<Spanned<IdValue>>,
+    private_key_file: Option<PathBuf>,
+    api_url: Option<Spanned<String>>,
+    refresh_interval: Option<Spanned<String>>,
+    jitter: Option<Spanned<String>>,
+    min_remaining: Option<Spanned<String>>,
+    mode: Option<Spanned<ModeValue>>,
+    group: Option<Spanned<IdValue>>,
+}
+
+/// A number or a string (`app_id = 123` and `app_id = "Iv23…"` both work).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum IdValue {
+    Number(u64),
+    Text(String),
+}
+
+impl IdValue {
+    fn text(&self) -> String {
+        match self {
+            IdValue::Number(n) => n.to_string(),
+            IdValue::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// `mode = 0o640` or `mode = "0640"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum ModeValue {
+    Number(u32),
+    Text(String),
+}
+
+/// The parsed file: its targets plus file-level settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileConfig {
+    pub config: Config,
+    pub delete_removed_outputs: bool,
+}
+
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, span: Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    fn err<T>(&self, span: Range<usize>, msg: impl std::fmt::Display) -> Result<T, ConfigError> {
+        Err(ConfigError(format!(
+            "{}:{}: {msg}",
+            self.path.display(),
+            self.line_of(span)
+        )))
+    }
+
+    /// Turn a flag-style message (`--jitter '5': …`) into a key-style one (`jitter '5': …`).
+    fn rekey<T>(&self, span: Range<usize>, r: Result<T, ConfigError>) -> Result<T, ConfigError> {
+        r.or_else(|e| {
+            let msg = e.0.replace("--", "");
+            self.err(span, msg)
+        })
+    }
+}
+
+/// Read and parse the file at `path`.
+pub fn load(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read configuration file '{}': {e}",
+            path.display()
+        ))
+    })?;
+    parse(&text, path, env)
+}
+
+/// Parse and validate the text of a configuration file.
+pub fn parse(text: &str, path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
+    let src = Source { path, text };
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let msg = e.message().replace('\n', " ");
+            return src.err(span, msg.trim_end_matches('.').trim());
+        }
+    };
+    if raw.target.is_empty() {
+        return Err(ConfigError(format!(
+            "{}: no [[target]] table: add one per token file (name, installation, output)",
+            path.display()
+        )));
+    }
+    let http_timeout = match &raw.http_timeout {
+        Some(s) => src.rekey(
+            s.span(),
+            parse_duration(s.get_ref()).map_err(|w| ConfigError(format!("http_timeout: {w}"))),
+        )?,
+        None => parse_duration(DEFAULT_HTTP_TIMEOUT).unwrap_or_default(),
+    };
+    let mut targets = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut outputs: HashMap<PathBuf, (String, usize)> = HashMap::new();
+    for t in &raw.target {
+        let span = t.span();
+        let line = src.line_of(span.clone());
+        let target = build_target(&src, t.get_ref(), span, &defaults_of!(raw), env)?;
+        if let Some(first) = names.insert(target.name.clone(), line) {
+            return src.err(
+                t.get_ref().name.span(),
+                format!(
+                    "target name '{}' is used twice (first at line {first}); names must be unique",
+                    target.name
+                ),
+            );
+        }
+        if let Some((other, first)) =
+            outputs.insert(target.output.clone(), (target.name.clone(), line))
+        {
+            return src.err(
+                t.get_ref().output.as_ref().map_or(t.span(), |o| o.span()),
+                format!(
+                    "targets '{other}' (line {first}) and '{}' both write '{}'; give each its own output",
+                    target.name,
+                    target.output.display()
+                ),
+            );
+        }
+        targets.push(target);
+    }
+    Ok(FileConfig {
+        config: Config {
+            targets,
+            http_timeout,
+        },
+        delete_removed_outputs: raw.delete_removed_outputs,
+    })
+}
+
+fn pick<'a, T>(own: &'a Option<T>, shared: &'a Option<T>) -> Option<&'a T> {
+    own.as_ref().or(shared.as_ref())
+}
+
+fn build_target(
+    src: &Source,
+    t: &RawTarget,
+    span: Range<usize>,
+    defaults: &Defaults,
+    env: &HostEnv,
+) -> Result<Target, ConfigError> {
+    let name = t.name.get_ref().trim().to_owned();
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !name_ok {
+        return src.err(
+            t.name.span(),
+            format!(
+                "target name '{}': use letters, digits, '-', '_' or '.'",
+                name.escape_debug()
+            ),
+        );
+    }
+    let ctx = |what: &str| format!("target '{name}': {what}");
+    let o = &defaults_of!(t);
+
+    let app_id = match pick(o.app_id, defaults.app_id) {
+        Some(v) => src.rekey(v.span(), parse_app_id(&v.get_ref().text()))?,
+        None => {
+            return src.err(
+                span,
+                ctx("no app_id (set it at the top of the file or in the target)"),
+            );
+        }
+    };
+    let key_file = match pick(o.private_key_file, defaults.private_key_file) {
+        Some(p) => p.clone(),
+        None => match &env.credentials_directory {
+            Some(dir) if dir.join(crate::config::CREDENTIAL_NAME).exists() => {
+                dir.join(crate::config::CREDENTIAL_NAME)
+            }
+            _ => {
+                return src.err(
+                    span,
+                    ctx("no private_key_file (set it at the top of the file or in the target)"),
+                );
+            }
+        },
+    };
+    let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().trim().to_owned());
+    let id = t.installation_id.as_ref().map(|v| v.get_ref().text());
+    let installation = src.rekey(
+        span.clone(),
+        parse_installation(
+            id.as_deref(),
+            text(&t.owner).as_deref(),
+            text(&t.repo).as_deref(),
+        )
+        .map_err(|e| ConfigError(ctx(&e.0.replace("--installation-id", "installation_id"))))
+        .map_err(|e| ConfigError(e.0.replace("--", ""))),
+    )?;
+    let owner_hint = match &installation {
+        InstallationRef::Owner(o) | InstallationRef::Repo { owner: o, .. } => Some(o.as_str()),
+        InstallationRef::Id(_) => None,
+    };
+    let repositories = match &t.repositories {
+        Some(r) => src.rekey(
+            r.span(),
+            parse_repositories(&r.get_ref().join(","), owner_hint),
+        )?,
+        None => Vec::new(),
+    };
+    let permissions = match &t.permissions {
+        Some(p) => {
+            let joined: Vec<String> = p
+                .get_ref()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            src.rekey(p.span(), parse_permissions(&joined.join(",")))?
+        }
+        None => BTreeMap::new(),
+    };
+    let output = match &t.output {
+        Some(p) if p.get_ref().is_absolute() => p.get_ref().clone(),
+        Some(p) => return src.err(p.span(), ctx("output must be an absolute path")),
+        None => match &env.xdg_runtime_dir {
+            Some(dir) => dir
+                .join("github-token-refresher")
+                .join(&name)
+                .join("token.json"),
+            None => return src.err(span, ctx("no output and XDG_RUNTIME_DIR is unset")),
+        },
+    };
+    let api_url = match pick(o.api_url, defaults.api_url) {
+        Some(u) => src.rekey(u.span(), parse_api_url(u.get_ref()))?,
+        None => DEFAULT_API_URL.to_owned(),
+    };
+    let dur = |own: &Option<Spanned<String>>, shared: &Option<Spanned<String>>| {
+        pick(own, shared).map(|s| (s.get_ref().clone(), s.span()))
+    };
+    let interval = dur(o.refresh_interval, defaults.refresh_interval);
+    let jitter = dur(o.jitter, defaults.jitter);
+    let min_rem = dur(o.min_remaining, defaults.min_remaining);
+    let policy_span = [&interval, &jitter, &min_rem]
+        .iter()
+        .find_map(|v| v.as_ref().map(|(_, s)| s.clone()))
+        .unwrap_or(span.clone());
+    let policy = src.rekey(
+        policy_span,
+        parse_policy(
+            interval.as_ref().map(|v| v.0.as_str()),
+            jitter.as_ref().map(|v| v.0.as_str()),
+            min_rem.as_ref().map(|v| v.0.as_str()),
+        ),
+    )?;
+    let mut file = FileOptions::default();
+    if let Some(m) = pick(o.mode, defaults.mode) {
+        file.mode = src.rekey(m.span(), parse_mode(m.get_ref()))?;
+    }
+    if let Some(g) = pick(o.group, defaults.group) {
+        file.gid = Some(src.rekey(g.span(), resolve_group(g.get_ref()))?);
+    }
+    Ok(Target {
+        name,
+        app: AppRef { app_id, key_file },
+        api_url,
+        installation,
+        repositories,
+        permissions,
+        output,
+        file,
+        policy,
+    })
+}
+
+fn parse_mode(v: &ModeValue) -> Result<u32, ConfigError> {
+    let mode = match v {
+        ModeValue::Number(n) => Some(*n),
+        ModeValue::Text(s) => u32::from_str_radix(s.trim().trim_start_matches("0o"), 8).ok(),
+    };
+    match mode {
+        Some(m) if m & !0o777 == 0 && m & 0o600 == 0o600 && m & 0o007 == 0 => Ok(m),
+        _ => Err(ConfigError(
+            "mode: expected an octal mode the owner can read and write and others cannot \
+             read, e.g. \"0600\" or \"0640\""
+                .into(),
+        )),
+    }
+}
+
+/// A group name (looked up in /etc/group) or a numeric gid.
+fn resolve_group(v: &IdValue) -> Result<u32, ConfigError> {
+    match v {
+        IdValue::Number(n) => {
+            u32::try_from(*n).map_err(|_| ConfigError("group: gid out of range".into()))
+        }
+        IdValue::Text(name) => {
+            if let Ok(n) = name.parse::<u32>() {
+                return Ok(n);
+            }
+            let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            groups
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split(':');
+                    Some((f.next()?, f.nth(1)?))
+                })
+                .find(|(n, _)| n == name)
+                .and_then(|(_, gid)| gid.parse().ok())
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "group '{name}' not found in /etc/group; give a gid instead"
+                    ))
+                })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> HostEnv {
+        HostEnv {
+            xdg_runtime_dir: Some("/run/user/1000".into()),
+            credentials_directory: None,
+        }
+    }
+
+    fn parse_str(text: &str) -> Result<FileConfig, ConfigError> {
+        parse(text, Path::new("/etc/gtr.toml"), &env())
+    }
+
+    const GOOD: &str = r#"
+app_id = 1234
+private_key_file = "/keys/app.pem"
+refresh_interval = "30m"
+
+[[target]]
+name = "agent-1"
+installation_id = 100
+repositories = ["widgets"]
+permissions = { contents = "read", pull_requests = "write" }
+output = "/run/user/1000/gtr/agent-1/token.json"
+mode = "0640"
+group = 0
+
+[[target]]
+name = "agent-2"
+owner = "octocat"
+app_id = "Iv23liOTHER"
+private_key_file = "/keys/other.pem"
+jitter = "1m"
+"#;
+
+    #[test]
+    fn a_good_file() {
+        let f = parse_str(GOOD).unwrap();
+        let [a, b] = f.config.targets.as_slice() else {
+            panic!()
+        };
+        assert_eq!(a.name, "agent-1");
+        assert_eq!(a.app.app_id, "1234");
+        assert_eq!(a.installation, InstallationRef::Id(100));
+        assert_eq!(a.repositories, vec!["widgets"]);
+        assert_eq!(a.permissions.len(), 2);
+        assert_eq!(
+            a.file,
+            FileOptions {
+                mode: 0o640,
+                gid: Some(0)
+            }
+        );
+        assert_eq!(a.policy.interval.as_secs(), 1800);
+        assert_eq!(b.app.app_id, "Iv23liOTHER");
+        assert_eq!(b.app.key_file, PathBuf::from("/keys/other.pem"));
+        assert_eq!(b.installation, InstallationRef::Owner("octocat".into()));
+        assert_eq!(
+            b.output,
+            PathBuf::from("/run/user/1000/github-token-refresher/agent-2/token.json")
+        );
+        assert_eq!(b.policy.jitter.as_secs(), 60);
+        assert_eq!(b.api_url, DEFAULT_API_URL);
+        assert!(!f.delete_removed_outputs);
+    }
+
+    fn error_of(text: &str) -> String {
+        parse_str(text).unwrap_err().0
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_line() {
+        let e = error_of(
+            "app_id = 1\nprivate_key_file = \"/k\"\nbogus = 1\n[[target]]\nname = \"a\"\ninstallation_id = 1\n",
+        );
+        assert!(
+            e.starts_with("/etc/gtr.toml:3:") && e.contains("bogus"),
+            "{e}"
+        );
+        let e = error_of(
+            "app_id = 1\nprivate_key_file = \"/k\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\n[[target]]\nname = \"a\"\ninstallation_id = 2\n",
+        );
+        assert!(
+            e.starts_with("/etc/gtr.toml:7:") && e.contains("used twice (first at line 3)"),
+            "{e}"
+        );
+        let e = error_of(
+            "app_id = 1\nprivate_key_file = \"/k\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\noutput = \"/t.json\"\n[[target]]\nname = \"b\"\ninstallation_id = 2\noutput = \"/t.json\"\n",
+        );
+        assert!(
+            e.starts_with("/etc/gtr.toml:10:") && e.contains("both write '/t.json'"),
+            "{e}"
+        );
+        let e = error_of("app_id = 1\nprivate_key_file = \"/k\"\n[[target]]\nname = \"a\"\n");
+        assert!(
+            e.starts_with("/etc/gtr.toml:3:") && e.contains("no installation given"),
+            "{e}"
+        );
+        let e = error_of(
+            "app_id = 1\nprivate_key_file = \"/k\"\n[[target]]\nname = \"a\"\nowner = \"x\"\nrepo = \"x/y\"\n",
+        );
+        assert!(e.contains("only one"), "{e}");
+        let e = error_of(
+            "app_id = 1\nprivate_key_file = \"/k\"\njitter = \"5\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\n",
+        );
+        assert!(e.starts_with("/etc/gtr.toml:3: jitter '5'"), "{e}");
+        let e = error_of(
+            "app_id = 1\nprivate_key_file = \"/k\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\nmode = \"0644\"\n",
+        );
+        assert!(e.starts_with("/etc/gtr.toml:6: mode"), "{e}");
+        let e =
+            error_of("private_key_file = \"/k\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\n");
+        assert!(e.contains("no app_id"), "{e}");
+        assert!(error_of("app_id = 1\n").contains("no [[target]] table"));
+        let e = error_of(
+            "app_id = 1\nprivate_key_file = \"/k\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\noutput = \"rel.json\"\n",
+        );
+        assert!(e.contains("absolute"), "{e}");
+        let e = error_of("app_id = [\n");
+        assert!(e.starts_with("/etc/gtr.toml:"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(text in "\\PC{0,300}") {
+            let _ = parse_str(&text);
+        }
+
+        #[test]
+        fn never_panics_on_near_valid_files(cut in 0usize..400) {
+            let text: String = GOOD.chars().take(cut).collect();
+            let _ = parse_str(&text);
+        }
+    }
+}
