@@ -48,6 +48,8 @@ struct TargetState {
     /// Local wall-clock time of the next attempt.
     next_at: DateTime<Utc>,
     in_flight: bool,
+    /// A reload asked for a mint while one was in flight: mint again when it finishes.
+    mint_again: bool,
     attempt: u32,
     budget: RetryBudget,
     last_error: Option<(String, bool)>,
@@ -63,6 +65,7 @@ impl TargetState {
             current: None,
             next_at: now,
             in_flight: false,
+            mint_again: false,
             attempt: 0,
             budget: RetryBudget::default(),
             last_error: None,
@@ -342,7 +345,11 @@ impl Daemon {
         match r.result {
             Ok(p) => {
                 t.current = Some(p.current);
-                t.next_at = p.refresh_at;
+                t.next_at = if std::mem::take(&mut t.mint_again) {
+                    now
+                } else {
+                    p.refresh_at
+                };
                 t.attempt = 0;
                 t.budget.clear();
                 t.last_error = None;
@@ -528,6 +535,7 @@ impl Daemon {
                         Some(mut prev) if *prev.target == target => {
                             if self.refresh_all_on_reload {
                                 prev.next_at = now;
+                                prev.mint_again = prev.in_flight;
                             }
                             kept += 1;
                             self.targets.push(prev);
