@@ -108,7 +108,7 @@ fn load(args: &ConfigArgs) -> Result<(Config, Resources), ConfigError> {
     let config = single_target(args)?;
     let res = Resources::load(&config, None)?;
     for t in &config.targets {
-        commands::check::output_writable(&t.output)
+        commands::check::output_writable(&t.output, t.file)
             .map_err(|e| ConfigError(format!("--output '{}': {e}", t.output.display())))?;
     }
     Ok((config, res))

@@ -262,7 +262,7 @@ pub async fn publish(
     let path = target.output.clone();
     let opts = target.file;
     let written = tokio::task::spawn_blocking(move || {
-        token_file::prepare_dir(&path)?;
+        token_file::prepare_dir(&path, opts)?;
         token_file::publish(&path, file, opts, now)
     })
     .await

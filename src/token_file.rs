@@ -191,20 +191,31 @@ fn temp_prefix(path: &Path) -> String {
     format!(".{name}.tmp-")
 }
 
-/// Create the token file's directory (0700) when it is missing.
-pub fn prepare_dir(path: &Path) -> Result<(), WriteError> {
+/// Create the token file's directory when it is missing: 0700, or 0750 with the file's
+/// group when the file is group-readable (a group that can't enter the directory could not
+/// read the file). An existing directory is left as it is.
+pub fn prepare_dir(path: &Path, opts: FileOptions) -> Result<(), WriteError> {
     let dir = parent_of(path);
     if dir.is_dir() {
         return Ok(());
     }
+    let group_reads = opts.mode & 0o040 != 0;
+    let mode = if group_reads { 0o750 } else { 0o700 };
+    let fail = |source| WriteError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    };
     DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(mode)
         .create(dir)
-        .map_err(|source| WriteError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })
+        .map_err(fail)?;
+    // the umask may have narrowed the mode; the group is the file's
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(fail)?;
+    if let (true, Some(gid)) = (group_reads, opts.gid) {
+        std::os::unix::fs::chown(dir, None, Some(gid)).map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// Remove temp files a crash left beside `path`. Returns how many were removed.
@@ -379,6 +390,24 @@ mod tests {
                 .file_type()
                 .is_symlink()
         );
+    }
+
+    #[test]
+    fn directories_are_0700_or_0750_for_a_group_readable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("a/b/token.json");
+        prepare_dir(&private, FileOptions::default()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("a/b")), 0o700);
+        let shared = dir.path().join("c/token.json");
+        let opts = FileOptions {
+            mode: 0o640,
+            gid: None,
+        };
+        prepare_dir(&shared, opts).unwrap();
+        assert_eq!(mode(&dir.path().join("c")), 0o750);
+        publish(&shared, sample(now().timestamp() + 60), opts, now()).unwrap();
+        assert_eq!(mode(&shared), 0o640);
     }
 
     #[test]

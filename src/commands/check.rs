@@ -150,7 +150,7 @@ async fn check_target(doc: &mut Doctor, config: &Config, target: &Target, clock:
             &RefreshError::Github(e),
         ),
     }
-    match output_writable(&target.output) {
+    match output_writable(&target.output, target.file) {
         Ok(()) => doc.ok(&format!(
             "output directory '{}' is writable",
             target.output.parent().unwrap_or(Path::new(".")).display()
@@ -165,8 +165,8 @@ async fn check_target(doc: &mut Doctor, config: &Config, target: &Target, clock:
 }
 
 /// Create the directory if needed and prove a file can be created there.
-pub fn output_writable(path: &Path) -> Result<(), String> {
-    token_file::prepare_dir(path).map_err(|e| e.to_string())?;
+pub fn output_writable(path: &Path, opts: token_file::FileOptions) -> Result<(), String> {
+    token_file::prepare_dir(path, opts).map_err(|e| e.to_string())?;
     let probe = path.with_file_name(format!(
         ".check-{}-{:08x}",
         std::process::id(),
