@@ -44,6 +44,8 @@ pub enum Command {
     /// Check the configuration step by step against GitHub, with a hint for each failure
     #[command(after_help = EXIT_STATUS_HELP, args_override_self = true)]
     Check(ConfigArgs),
+    #[command(flatten)]
+    Consumer(crate::consumer::ConsumerCommand),
 }
 
 #[derive(Debug, Clone, Args)]

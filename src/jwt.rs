@@ -78,7 +78,15 @@ pub fn load_key(path: &Path) -> Result<AppKey, ConfigError> {
         return fail(format!("private key file '{shown}' is not a regular file"));
     }
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    // Like PostgreSQL's ssl_key_file: a key owned by root may also be readable by its
+    // group. That is how Kubernetes mounts a Secret for a non-root container (root:fsGroup
+    // 0440); a group the user shares with others stays refused for the user's own files.
+    let allowed_group_read = if std::os::unix::fs::MetadataExt::uid(&meta) == 0 {
+        0o040
+    } else {
+        0
+    };
+    if mode & 0o077 & !allowed_group_read != 0 {
         return fail(format!(
             "private key file '{shown}' is accessible by group or others (mode {mode:04o}); \
              run: chmod 600 '{shown}'"

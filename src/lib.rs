@@ -9,6 +9,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod config_file;
+pub mod consumer;
 pub mod daemon;
 pub mod error;
 pub mod github;
@@ -34,6 +35,15 @@ use crate::refresh::Resources;
 
 /// Parse the command line, run the command, return the exit status.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // installed (or symlinked) as git-credential-github-token-refresher: git's helper
+    if args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        == Some(std::ffi::OsStr::new(consumer::GIT_CREDENTIAL_NAME))
+    {
+        return consumer::git_credential_main(args);
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -45,6 +55,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
             let _ = e.print();
             return code;
         }
+    };
+    // the in-container commands read one file: no logging setup, no runtime
+    let command = match cli.command {
+        Command::Consumer(c) => return consumer::run(c),
+        other => other,
     };
     logging::init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -58,7 +73,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         }
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    match cli.command {
+    match command {
         Command::Run(args) => runtime.block_on(run(args, clock)),
         Command::Once(args) => runtime.block_on(async {
             match load(&args) {
@@ -68,6 +83,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         }),
         Command::Check(args) => runtime.block_on(commands::check::run(single_target(&args), clock)),
         Command::Status(args) => status(&args),
+        Command::Consumer(_) => unreachable!("dispatched above"),
     }
 }
 

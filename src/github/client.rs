@@ -53,7 +53,13 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(90))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "cannot set up the HTTP client: {} (are CA certificates installed? \
+                     SSL_CERT_FILE can name a bundle)",
+                    describe(&e)
+                )
+            })?;
         Ok(Client {
             http,
             base: base.trim_end_matches('/').into(),

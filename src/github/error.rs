@@ -85,6 +85,14 @@ impl GithubError {
         } = self
         else {
             return match self {
+                GithubError::Unreachable { reason, .. }
+                    if reason.contains("certificate") || reason.contains("Issuer") =>
+                {
+                    Some(
+                        "the server's TLS certificate was not trusted: check --api-url, and \
+                         for GitHub Enterprise Server install its CA (or set SSL_CERT_FILE)",
+                    )
+                }
                 GithubError::Unreachable { .. } => {
                     Some("check the network, proxy settings and --api-url")
                 }
