@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 cargo build --quiet --bins
 bin=target/debug/github-token-refresher
 dir=$(mktemp -d)
-fake_pid= daemon_pid=
+fake_pid='' daemon_pid=''
 cleanup() {
   [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
   [[ -n $fake_pid ]] && kill "$fake_pid" 2>/dev/null

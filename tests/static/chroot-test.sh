@@ -32,6 +32,7 @@ finish() {
 
 work=$(mktemp -d)
 pids=()
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     local p
     for p in "${pids[@]}"; do
@@ -74,7 +75,7 @@ chmod 0755 "$jail" "$jail/github-token-refresher"
 
 if [ "$(id -u)" = 0 ]; then
     uid=65532
-    chroot_cmd=("$(command -v chroot)" --userspec=$uid:$uid "$jail")
+    chroot_cmd=("$(command -v chroot)" --userspec="$uid:$uid" "$jail")
 else
     # root only inside a user namespace; files appear owned by that root
     uid=0
@@ -181,7 +182,7 @@ check "invoked as git-credential-github-token-refresher" [ "$out" = "$expected" 
 jail token --wait 30s --file /tok2/token.json --min-remaining 1m \
     >"$work/wait.out" 2>"$work/wait.err" &
 waiter=$!
-pids+=($waiter)
+pids+=("$waiter")
 sleep 1
 jail once "${once_flags[@]}" --api-url "$api" --output /tok2/token.json \
     >/dev/null 2>>"$all_stderr"

@@ -1,0 +1,768 @@
+#!/usr/bin/env bash
+# Install, update or remove github-token-refresher as a systemd user service.
+#
+#   ./setup.sh [--app-id ID] [--private-key-file PATH]
+#              [--installation-id N | --owner NAME | --repo OWNER/NAME]
+#              [--repositories LIST] [--permissions LIST] [--api-url URL] [--output PATH]
+#              [--instance NAME] [--binary PATH] [--dry-run]
+#   ./setup.sh --update [--binary PATH] [--dry-run]
+#   ./setup.sh --uninstall [--purge] [--instance NAME] [--dry-run]
+#   ./setup.sh --check [--instance NAME]
+#
+# Install builds the daemon (cargo build --release --locked) unless --binary is given, puts
+# it in ~/.local/bin, the units in ~/.config/systemd/user, writes
+# ~/.config/github-token-refresher/env (or NAME.env) only when it is absent, copies the App
+# key next to it (0600), runs `github-token-refresher check`, then enables and starts the
+# unit. Asks for a missing setting only when stdin is a terminal.
+#
+# --update swaps in the new binary atomically, replaces units whose content changed, leaves
+# configuration and key alone, restarts the units that were running and rolls back if one
+# of them does not reach READY. --uninstall stops and removes the service; --purge also
+# removes configuration, key and token files. --check runs the doctor
+# (`github-token-refresher check`) with exactly the unit's environment file and key. Every
+# mode can be re-run; --dry-run changes nothing and says what it would do.
+set -euo pipefail
+umask 077
+
+readonly name=github-token-refresher
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly script_dir
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+say() { printf 'setup: %s\n' "$*"; }
+warn() { printf 'setup: warning: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$1" >&2; exit "${2:-1}"; }
+
+mode=install
+dry_run=0
+purge=0
+app_id="" key_file="" installation_id="" owner="" repo="" repositories="" permissions=""
+api_url="" output="" instance="" binary=""
+
+while (($#)); do
+  arg=$1
+  value=""
+  case $arg in
+    --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
+  esac
+  case $arg in
+    --app-id | --private-key-file | --installation-id | --owner | --repo | --repositories | \
+      --permissions | --api-url | --output | --instance | --binary)
+      if [[ $1 != *=* ]]; then
+        (($# >= 2)) || die "$arg needs a value" 2
+        value=$2
+        shift
+      fi
+      case $arg in
+        --app-id) app_id=$value ;;
+        --private-key-file) key_file=$value ;;
+        --installation-id) installation_id=$value ;;
+        --owner) owner=$value ;;
+        --repo) repo=$value ;;
+        --repositories) repositories=$value ;;
+        --permissions) permissions=$value ;;
+        --api-url) api_url=$value ;;
+        --output) output=$value ;;
+        --instance) instance=$value ;;
+        --binary) binary=$value ;;
+      esac
+      ;;
+    --update) mode=update ;;
+    --uninstall) mode=uninstall ;;
+    --check) mode=check ;;
+    --purge) purge=1 ;;
+    --dry-run) dry_run=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" 2 ;;
+  esac
+  shift
+done
+
+((purge)) && [[ $mode != uninstall ]] && die "--purge goes with --uninstall" 2
+if [[ $mode != install ]]; then
+  for pair in "app-id:$app_id" "private-key-file:$key_file" "installation-id:$installation_id" \
+    "owner:$owner" "repo:$repo" "repositories:$repositories" "permissions:$permissions" \
+    "api-url:$api_url" "output:$output"; do
+    [[ -z ${pair#*:} ]] || die "--${pair%%:*} only applies to an install; --$mode never touches configuration" 2
+  done
+fi
+[[ $mode == uninstall || $mode == check ]] && [[ -n $binary ]] && die "--binary makes no sense with --$mode" 2
+if [[ -n $instance && ! $instance =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]]; then
+  die "instance name '$instance' must be letters, digits, '.', '_' or '-'" 2
+fi
+[[ $mode == update && -n $instance ]] && die "--update updates the binary and units of every instance; drop --instance" 2
+
+[[ $(id -u) != 0 ]] || die "run setup.sh as the user who will own the service, not as root (it installs a systemd --user unit)"
+
+# --- where things go ------------------------------------------------------------------------
+# The units refer to %h/.config and %h/.local/bin, so those are fixed; the unit directory is
+# wherever this user's systemd looks.
+bin_dir=$HOME/.local/bin
+bin=$bin_dir/$name
+prev_bin=$bin_dir/.$name.prev
+conf_dir=$HOME/.config/$name
+unit_dir=${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user
+if [[ -z ${XDG_RUNTIME_DIR:-} && -d /run/user/$(id -u) ]]; then
+  XDG_RUNTIME_DIR=/run/user/$(id -u)
+  export XDG_RUNTIME_DIR
+fi
+runtime_dir=${XDG_RUNTIME_DIR:-/run/user/$(id -u)}
+
+if [[ -n $instance ]]; then
+  unit=$name@$instance.service
+  env_file=$conf_dir/$instance.env
+  key_dest=$conf_dir/$instance.pem
+  default_output=$runtime_dir/$name@$instance/token.json
+else
+  unit=$name.service
+  env_file=$conf_dir/env
+  key_dest=$conf_dir/github-app.pem
+  default_output=$runtime_dir/$name/token.json
+fi
+dropin_dir=$unit_dir/$unit.d
+dropin=$dropin_dir/setup-output.conf
+userns_conf=setup-no-user-namespace.conf
+
+# Run a command, or under --dry-run say what would run.
+act() {
+  if ((dry_run)); then
+    say "would run: $*"
+  else
+    "$@"
+  fi
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# Copy SRC to DEST atomically (temporary file in DEST's directory, then rename) with MODE.
+put_file() {
+  local src=$1 dest=$2 mode=$3 tmp
+  if ((dry_run)); then
+    say "would install $dest (mode $mode) from $src"
+    return
+  fi
+  mkdir -p "$(dirname "$dest")"
+  tmp=$(dirname "$dest")/.$(basename "$dest").tmp.$$
+  cp "$src" "$tmp"
+  chmod "$mode" "$tmp"
+  mv -f "$tmp" "$dest"
+}
+
+user_manager_ok() {
+  systemctl --user show --property=Version >/dev/null 2>&1 ||
+    die "cannot reach your systemd user manager ('systemctl --user' fails). Run this from a login session (ssh or a desktop, not 'su'), or set XDG_RUNTIME_DIR=/run/user/$(id -u)"
+}
+
+# Units of ours that systemd knows about, one per line (plain and every instance).
+our_units() {
+  {
+    systemctl --user list-units --all --plain --no-legend --type=service "$name.service" "$name@*.service" 2>/dev/null | awk '{print $1}'
+    systemctl --user list-unit-files --plain --no-legend "$name@*.service" 2>/dev/null | awk '{print $1}' | grep -v '@\.service$' || true
+    for link in "$unit_dir"/*.wants/"$name"@*.service; do
+      [[ -e $link || -L $link ]] && basename "$link"
+    done
+  } | grep -E "^$name(@[^.].*)?\.service$" | sort -u || true
+}
+
+running_units() {
+  local u
+  for u in $(our_units); do
+    case $(systemctl --user show -p ActiveState --value "$u" 2>/dev/null) in
+      active | reloading | activating) echo "$u" ;;
+    esac
+  done
+}
+
+# --- binary ---------------------------------------------------------------------------------
+new_bin=""
+obtain_binary() {
+  if [[ -n $binary ]]; then
+    [[ -f $binary && -x $binary ]] || die "--binary '$binary' is not an executable file"
+    new_bin=$(realpath "$binary")
+  else
+    command -v cargo >/dev/null || die "cargo not found; install Rust (https://rustup.rs) or pass --binary PATH"
+    if ((dry_run)); then
+      say "would run: cargo build --release --locked (in $script_dir)"
+      new_bin=$script_dir/target/release/$name
+      return
+    fi
+    say "building: cargo build --release --locked"
+    (cd "$script_dir" && cargo build --release --locked) || die "cargo build failed"
+    new_bin=$script_dir/target/release/$name
+  fi
+  "$new_bin" --help >/dev/null 2>&1 || die "'$new_bin --help' fails; not a working $name binary"
+}
+
+# Install $new_bin as $bin unless identical. Sets binary_changed=1 and keeps the old binary as
+# $prev_bin for a rollback.
+binary_changed=0
+install_binary() {
+  if [[ -f $bin && -f $new_bin ]] && [[ $(sha "$bin") == "$(sha "$new_bin")" ]]; then
+    say "binary: $bin unchanged"
+    return
+  fi
+  if [[ -f $bin ]]; then
+    if ((dry_run)); then
+      say "would replace $bin (keeping the old one as $prev_bin until the service is ready)"
+    else
+      cp -p "$bin" "$prev_bin"
+    fi
+    say "binary: replacing $bin"
+  else
+    say "binary: installing $bin"
+  fi
+  put_file "$new_bin" "$bin" 0755
+  binary_changed=1
+}
+
+# --- units ----------------------------------------------------------------------------------
+changed_units=()
+config_changed_units=()
+unit_backup=""
+install_units() {
+  local src dest base
+  ((dry_run)) || unit_backup=$(mktemp -d)
+  for src in "$script_dir"/systemd/*.service; do
+    base=$(basename "$src")
+    dest=$unit_dir/$base
+    if [[ -f $dest ]]; then
+      if [[ $(sha "$dest") == "$(sha "$src")" ]]; then
+        say "unit $base: unchanged"
+        continue
+      fi
+      say "unit $base: changed (sha256 $(sha "$dest" | cut -c1-12) -> $(sha "$src" | cut -c1-12)):"
+      diff -u "$dest" "$src" | tail -n +3 | sed 's/^/    /' || true
+      ((dry_run)) || cp -p "$dest" "$unit_backup/$base"
+    else
+      say "unit $base: installing in $unit_dir"
+    fi
+    put_file "$src" "$dest" 0644
+    changed_units+=("$base")
+  done
+}
+
+# Of the running units given, those that a changed binary, unit file, drop-in or key affects.
+affected() {
+  local u
+  for u in "$@"; do
+    if ((binary_changed)) ||
+      { [[ $u == "$name.service" ]] && [[ " ${changed_units[*]} " == *" $name.service "* ]]; } ||
+      { [[ $u == "$name"@* ]] && [[ " ${changed_units[*]} " == *" $name@.service "* ]]; } ||
+      [[ " ${config_changed_units[*]} " == *" $u "* ]]; then
+      echo "$u"
+    fi
+  done
+}
+
+cleanup() {
+  [[ -n $unit_backup ]] && rm -rf "$unit_backup"
+  return 0
+}
+trap cleanup EXIT
+
+# Restart the given units (each waits for READY, as Type=notify makes it); on the first that
+# fails, put the previous binary and units back and restart everything again.
+restart_or_roll_back() {
+  local u failed=""
+  for u in "$@"; do
+    say "restarting $u (waits for READY)"
+    act systemctl --user reset-failed "$u" 2>/dev/null || true
+    if act systemctl --user restart "$u"; then
+      ((dry_run)) || say "$u: $(systemctl --user show -p StatusText --value "$u")"
+    else
+      failed=$u
+      break
+    fi
+  done
+  if [[ -z $failed ]]; then
+    ((dry_run)) || rm -f "$prev_bin"
+    return 0
+  fi
+
+  warn "$failed did not reach READY; its journal:"
+  journalctl --user -u "$failed" -n 15 --no-pager -o short-monotonic >&2 || true
+  warn "rolling back"
+  if ((binary_changed)) && [[ -f $prev_bin ]]; then
+    mv -f "$prev_bin" "$bin"
+    say "rolled back: $bin is the previous binary again"
+  fi
+  local base
+  for base in "${changed_units[@]}"; do
+    if [[ -f $unit_backup/$base ]]; then
+      put_file "$unit_backup/$base" "$unit_dir/$base" 0644
+      say "rolled back: unit $base"
+    fi
+  done
+  systemctl --user daemon-reload
+  local bad=0
+  for u in "$@"; do
+    systemctl --user reset-failed "$u" 2>/dev/null || true
+    if systemctl --user restart "$u"; then
+      say "$u: running the previous version"
+    else
+      warn "$u does not start with the previous version either; see: journalctl --user -u $u"
+      bad=1
+    fi
+  done
+  ((bad)) && die "update failed and the rollback did not bring everything back"
+  die "update failed; rolled back to the previous version, which is running"
+}
+
+# --- configuration --------------------------------------------------------------------------
+ask() { # VAR PROMPT: fill VAR from the terminal when it is empty
+  local -n ref=$1
+  [[ -n $ref ]] && return
+  [[ -t 0 ]] || return 0
+  read -r -p "$2: " ref
+}
+
+check_value() { # NAME VALUE: values go unquoted into a systemd EnvironmentFile
+  [[ $2 =~ ^[A-Za-z0-9_.,:/@+=-]*$ ]] ||
+    die "--$1 '$2' contains a character setup.sh will not write into an environment file (space, quote, \$, backslash...); edit $env_file by hand"
+}
+
+# Validate the settings (asking for missing ones on a terminal) before anything is written.
+env_lines=()
+env_written=0
+collect_settings() {
+  # the key
+  if [[ -z $key_file && ! -f $key_dest ]]; then
+    ask key_file "Path to the App's private key (.pem)"
+    [[ -n $key_file ]] || die "missing --private-key-file (no key at $key_dest yet, and no terminal to ask on)" 2
+  fi
+  if [[ -n $key_file ]]; then
+    key_file=${key_file/#\~/$HOME}
+    [[ -f $key_file && -r $key_file ]] || die "cannot read the key file '$key_file'"
+    grep -q 'PRIVATE KEY-----' "$key_file" || die "'$key_file' does not look like a PEM private key"
+  fi
+
+  # the environment file
+  if [[ -f $env_file ]]; then
+    local given="$app_id$installation_id$owner$repo$repositories$permissions$api_url$output"
+    [[ -z $given ]] || warn "$env_file exists, so the settings given on the command line are ignored; edit it and run: systemctl --user restart ${unit%.service}"
+    return
+  fi
+  ask app_id "GitHub App ID (the App's settings page, 'App ID')"
+  [[ -n $app_id ]] || die "missing --app-id (and no terminal to ask on)" 2
+  if [[ -z $installation_id && -z $owner && -z $repo && -t 0 ]]; then
+    local sel=""
+    read -r -p "Installation: its numeric id, the account it is installed on (org or user), or OWNER/REPO: " sel
+    if [[ $sel =~ ^[0-9]+$ ]]; then installation_id=$sel
+    elif [[ $sel == */* ]]; then repo=$sel
+    else owner=$sel
+    fi
+  fi
+  local n=0
+  [[ -n $installation_id ]] && n=$((n + 1))
+  [[ -n $owner ]] && n=$((n + 1))
+  [[ -n $repo ]] && n=$((n + 1))
+  ((n == 1)) || die "give one of --installation-id, --owner, --repo" 2
+  if [[ -n $output ]]; then
+    output=${output/#\~/$HOME}
+    [[ $output == /* ]] || output=$PWD/$output
+  fi
+
+  local pair key value
+  for pair in GITHUB_APP_ID:app-id:"$app_id" GITHUB_APP_INSTALLATION_ID:installation-id:"$installation_id" \
+    GITHUB_APP_OWNER:owner:"$owner" GITHUB_APP_REPO:repo:"$repo" \
+    GITHUB_TOKEN_REPOSITORIES:repositories:"$repositories" GITHUB_TOKEN_PERMISSIONS:permissions:"$permissions" \
+    GITHUB_API_URL:api-url:"$api_url" GITHUB_TOKEN_FILE:output:"$output"; do
+    key=${pair%%:*}
+    pair=${pair#*:}
+    value=${pair#*:}
+    [[ -n $value ]] || continue
+    check_value "${pair%%:*}" "$value"
+    env_lines+=("$key=$value")
+  done
+}
+
+write_env_file() {
+  if [[ -f $env_file ]]; then
+    say "configuration: $env_file exists; left as it is"
+    return
+  fi
+  if ((dry_run)); then
+    say "would write $env_file (0600):"
+    printf '    %s\n' "${env_lines[@]}"
+    return
+  fi
+  mkdir -p "$conf_dir"
+  chmod 0700 "$conf_dir"
+  local tmp
+  tmp=$conf_dir/.$(basename "$env_file").tmp.$$
+  {
+    echo "# github-token-refresher configuration for $unit, written by setup.sh on $(date -u +%F)."
+    echo "# Every setting is also a command-line flag; see: $name --help"
+    echo "# The App key is not named here: systemd hands $key_dest to the"
+    echo "# service as a credential. systemd reads this file and the key when the service"
+    echo "# starts, so after editing either: systemctl --user restart ${unit%.service}"
+    printf '%s\n' "${env_lines[@]}"
+  } >"$tmp"
+  chmod 0600 "$tmp"
+  mv -f "$tmp" "$env_file"
+  env_written=1
+  say "configuration: wrote $env_file (0600)"
+}
+
+install_key() {
+  if [[ -z $key_file ]]; then
+    say "key: $key_dest in place"
+  elif [[ -f $key_dest ]] && [[ $(realpath "$key_file") == "$(realpath "$key_dest")" ]]; then
+    ((dry_run)) || chmod 0600 "$key_dest"
+    say "key: $key_dest in place"
+  elif [[ -f $key_dest ]] && [[ $(sha "$key_file") == "$(sha "$key_dest")" ]]; then
+    say "key: $key_dest already holds this key"
+  else
+    if [[ -f $key_dest ]]; then
+      say "key: replacing $key_dest"
+      config_changed_units+=("$unit") # systemd hands the key over at start
+    else
+      say "key: copying to $key_dest (0600)"
+    fi
+    if ((!dry_run)); then
+      mkdir -p "$conf_dir"
+      chmod 0700 "$conf_dir"
+    fi
+    put_file "$key_file" "$key_dest" 0600
+  fi
+}
+
+# The token file the unit will write: the env file's GITHUB_TOKEN_FILE, else the default.
+token_file() {
+  local f=""
+  [[ -f $env_file ]] && f=$(sed -n 's/^[[:space:]]*GITHUB_TOKEN_FILE=["'\'']\{0,1\}\([^"'\'']*\).*/\1/p' "$env_file" | tail -n1)
+  [[ -z $f && -n $output ]] && f=$output
+  echo "${f:-$default_output}"
+}
+
+# An output outside the unit's RuntimeDirectory= must be made writable inside its sandbox.
+write_output_dropin() {
+  local file dir
+  file=$(token_file)
+  dir=$(dirname "$file")
+  if [[ $dir == "$(dirname "$default_output")" ]]; then
+    [[ -f $dropin ]] && act rm -f "$dropin" && say "removed $dropin (output is back in the default place)"
+    return 0
+  fi
+  [[ $dir == /* ]] || die "--output must be an absolute path"
+  [[ $dir =~ ^[A-Za-z0-9_./@-]+$ ]] || die "output directory '$dir' has characters the unit file cannot take unquoted"
+  local want
+  want=$(printf '# Written by setup.sh: the token file is %s, outside the unit'"'"'s RuntimeDirectory=.\n[Service]\nBindPaths=%s\n' "$file" "$dir")
+  if [[ -f $dropin && $(cat "$dropin") == "$want" ]]; then
+    say "drop-in $dropin: unchanged"
+    return
+  fi
+  if ((dry_run)); then
+    say "would create $dir (0700) and write $dropin granting the service write access to it"
+    return
+  fi
+  if [[ ! -d $dir ]]; then
+    mkdir -p "$dir"
+    chmod 0700 "$dir"
+  fi
+  mkdir -p "$dropin_dir"
+  printf '%s\n' "$want" >"$dropin.tmp.$$"
+  chmod 0644 "$dropin.tmp.$$"
+  mv -f "$dropin.tmp.$$" "$dropin"
+  say "drop-in $dropin: the service may write $dir"
+  config_changed_units+=("$unit")
+}
+
+# The units sandbox the service inside a user namespace. Where this user manager cannot make
+# one (Ubuntu >= 24.04's AppArmor default, user namespaces switched off), the service would
+# not start; install a drop-in that turns the namespace-bound options off instead.
+# SETUP_USER_NAMESPACE=yes|no skips the probe.
+userns_works() {
+  case ${SETUP_USER_NAMESPACE:-auto} in
+    yes) return 0 ;;
+    no) return 1 ;;
+  esac
+  systemd-run --user --wait --quiet --collect --unit="$name-setup-userns-$$" \
+    -p PrivateUsers=yes -p ProtectSystem=strict -p TemporaryFileSystem=/home:ro \
+    -p CapabilityBoundingSet= /bin/true </dev/null >/dev/null 2>&1
+}
+
+# put_userns_dropin UNIT: install systemd/no-user-namespace.conf for UNIT unless it is there
+put_userns_dropin() {
+  local u=$1 dest=$unit_dir/$1.d/$userns_conf src=$script_dir/systemd/no-user-namespace.conf
+  if [[ -f $dest ]] && [[ $(sha "$dest") == "$(sha "$src")" ]]; then
+    say "drop-in $dest: unchanged"
+    return
+  fi
+  if [[ -f $dest ]]; then
+    say "drop-in $dest: updated"
+  else
+    say "drop-in $dest: installed"
+  fi
+  put_file "$src" "$dest" 0644
+  config_changed_units+=("$u")
+}
+
+write_userns_dropin() {
+  if userns_works; then
+    if [[ -f $dropin_dir/$userns_conf ]]; then
+      act rm -f "$dropin_dir/$userns_conf"
+      say "removed $dropin_dir/$userns_conf: user namespaces work here now, full sandboxing is back"
+      config_changed_units+=("$unit")
+    fi
+    return 0
+  fi
+  warn "this user manager cannot give services a user namespace (on Ubuntu: AppArmor's"
+  warn "kernel.apparmor_restrict_unprivileged_userns=1), so the unit's file-system sandboxing"
+  warn "cannot work here; installing a drop-in that keeps only the seccomp-based hardening"
+  warn "(see systemd/no-user-namespace.conf and the README's troubleshooting section)"
+  put_userns_dropin "$unit"
+}
+
+# `github-token-refresher check`, run by the user manager with exactly the unit's environment
+# file and key credential, so it sees what the service will see.
+run_check() {
+  if ((dry_run)); then
+    say "would run: $name check (with $env_file and $key_dest, as the unit does)"
+    return
+  fi
+  say "checking the configuration: $name check"
+  local rc=0
+  systemd-run --user --wait --pipe --quiet --collect \
+    --unit="$name-setup-check-$$" \
+    -p EnvironmentFile="-$env_file" \
+    -p Environment="GITHUB_TOKEN_FILE=$default_output" \
+    -p LoadCredential="github-app.pem:$key_dest" \
+    "$bin" check </dev/null 2>&1 | sed 's/^/    /' || rc=${PIPESTATUS[0]}
+  if ((rc != 0)); then
+    echo >&2
+    if [[ $mode == install ]] && ((env_written)); then
+      rm -f "$env_file"
+      printf 'setup: error: the check failed (exit %s); the service is not enabled.\n' "$rc" >&2
+      printf 'setup: %s was not kept; run setup.sh again with corrected flags.\n' "$env_file" >&2
+    elif [[ $mode == install ]]; then
+      printf 'setup: error: the check failed (exit %s); the service is not enabled.\n' "$rc" >&2
+      printf 'setup: fix %s (or the key %s) and run setup.sh again.\n' "$env_file" "$key_dest" >&2
+    else
+      printf 'setup: error: the check failed (exit %s); see the FAIL line above and its hint.\n' "$rc" >&2
+    fi
+    exit "$rc"
+  fi
+}
+
+linger_hint() {
+  local linger
+  linger=$(loginctl show-user "$(id -un)" -p Linger --value 2>/dev/null || true)
+  if [[ $linger != yes ]]; then
+    echo
+    echo "Lingering is off for $(id -un): the service stops when you log out and starts at"
+    echo "your next login. To keep it running (and start it at boot):"
+    echo "    loginctl enable-linger $(id -un)"
+  fi
+}
+
+path_hint() {
+  case ":$PATH:" in
+    *":$bin_dir:"*) ;;
+    *) echo; echo "Note: $bin_dir is not on your PATH; the service does not need it, your shell does for '$name status'." ;;
+  esac
+}
+
+print_summary() {
+  local file dir short
+  file=$(token_file)
+  dir=$(dirname "$file")
+  short=${unit%.service}
+  cat <<EOF
+
+$unit is $(systemctl --user is-active "$unit" 2>/dev/null || true).
+  token file:  $file
+  status:      systemctl --user status $short
+  logs:        journalctl --user -u $short -f
+  token state: $name status${instance:+ --output $file}
+  doctor:      $script_dir/setup.sh --check${instance:+ --instance $instance}
+
+Give a container the token by mounting the *directory*, never the file: each refresh
+renames a new file into place, and a bind-mounted file keeps pointing at the old one.
+    docker run -v $dir:/run/github-token:ro ...      # or: podman run --userns=keep-id -v ...
+    then read /run/github-token/$(basename "$file") inside the container.
+The directory is 0700 and the file 0600, owned by $(id -un); inside the container read it
+as the same uid (podman --userns=keep-id, docker --user $(id -u)).
+EOF
+  linger_hint
+  path_hint
+}
+
+# --- modes ----------------------------------------------------------------------------------
+do_install() {
+  user_manager_ok
+  ((dry_run)) && say "dry run: nothing will be changed"
+  collect_settings
+  obtain_binary
+  local was_running
+  was_running=$(running_units)
+  install_binary
+  install_units
+  install_key
+  write_env_file
+  write_output_dropin
+  write_userns_dropin
+  if ((${#changed_units[@]} || ${#config_changed_units[@]})); then
+    act systemctl --user daemon-reload
+  fi
+  run_check
+  # Running units (this one, other instances) that a new binary, unit or drop-in affects
+  # pick it up now.
+  local restart
+  # shellcheck disable=SC2086 # one unit name per word
+  restart=$(affected $was_running)
+  if [[ -n $restart ]]; then
+    # shellcheck disable=SC2086
+    restart_or_roll_back $restart
+  else
+    ((dry_run)) || rm -f "$prev_bin"
+  fi
+  if systemctl --user is-enabled --quiet "$unit" 2>/dev/null && systemctl --user is-active --quiet "$unit"; then
+    say "$unit: already enabled and running"
+  else
+    say "enabling and starting $unit (waits for the first token)"
+    act systemctl --user reset-failed "$unit" 2>/dev/null || true
+    if ! act systemctl --user enable --now "$unit"; then
+      journalctl --user -u "$unit" -n 20 --no-pager >&2 || true
+      die "$unit did not start; see above, and: systemctl --user status ${unit%.service}"
+    fi
+  fi
+  ((dry_run)) && { say "dry run: done, nothing changed"; return; }
+  print_summary
+}
+
+do_update() {
+  user_manager_ok
+  [[ -x $bin ]] || die "$name is not installed ($bin is missing); run ./setup.sh first"
+  ((dry_run)) && say "dry run: nothing will be changed"
+  obtain_binary
+  local was_running
+  was_running=$(running_units)
+  install_binary
+  install_units
+  local d
+  for d in "$unit_dir/$name".service.d "$unit_dir/$name"@*.service.d; do
+    [[ -f $d/$userns_conf ]] && put_userns_dropin "$(basename "$d" .d)"
+  done
+  if ((!binary_changed && ${#changed_units[@]} == 0 && ${#config_changed_units[@]} == 0)); then
+    say "nothing to update: binary, units and drop-ins are the ones installed"
+    ((dry_run)) || rm -f "$prev_bin"
+    return
+  fi
+  if ((${#changed_units[@]} || ${#config_changed_units[@]})); then
+    act systemctl --user daemon-reload
+  fi
+  local restart
+  # shellcheck disable=SC2086 # one unit name per word
+  restart=$(affected $was_running)
+  if [[ -z $restart ]]; then
+    say "no $name unit that the update affects is running; nothing restarted"
+    ((dry_run)) || rm -f "$prev_bin"
+    return
+  fi
+  # shellcheck disable=SC2086
+  restart_or_roll_back $restart
+  say "updated; configuration and key untouched"
+}
+
+remove() { # PATH...: remove what exists, say so
+  local p
+  for p in "$@"; do
+    if [[ -e $p || -L $p ]]; then
+      act rm -rf -- "$p"
+      ((dry_run)) || say "removed $p"
+    fi
+  done
+}
+
+stop_disable() { # UNIT
+  local u=$1
+  if systemctl --user is-active --quiet "$u" 2>/dev/null || [[ $(systemctl --user show -p ActiveState --value "$u" 2>/dev/null) == activating ]]; then
+    act systemctl --user stop "$u"
+    ((dry_run)) || say "stopped $u"
+  fi
+  if systemctl --user is-enabled --quiet "$u" 2>/dev/null; then
+    act systemctl --user disable --quiet "$u"
+    ((dry_run)) || say "disabled $u"
+  fi
+  act systemctl --user reset-failed "$u" 2>/dev/null || true
+}
+
+purge_paths() { # ENV_FILE KEY DEFAULT_TOKEN_DIR: configuration and token of one unit
+  local env=$1 key=$2 dir=$3 custom=""
+  [[ -f $env ]] && custom=$(sed -n 's/^[[:space:]]*GITHUB_TOKEN_FILE=["'\'']\{0,1\}\([^"'\'']*\).*/\1/p' "$env" | tail -n1)
+  remove "$env" "$key" "$dir"
+  if [[ -n $custom && $(dirname "$custom") != "$dir" ]]; then
+    remove "$custom"
+    rmdir "$(dirname "$custom")" 2>/dev/null || true
+  fi
+}
+
+do_uninstall() {
+  user_manager_ok
+  ((dry_run)) && say "dry run: nothing will be changed"
+  local units u d inst changed=0
+  if [[ -n $instance ]]; then
+    units=$unit
+  else
+    units=$(our_units)
+    grep -qx "$name.service" <<<"$units" || units=$(printf '%s\n%s' "$name.service" "$units")
+  fi
+  local dirs=()
+  for u in $units; do
+    stop_disable "$u"
+    dirs+=("$unit_dir/$u.d")
+  done
+  # drop-in directories of instances systemd no longer lists
+  [[ -n $instance ]] || dirs+=("$unit_dir/$name"@*.service.d)
+  for d in "${dirs[@]}"; do
+    [[ -d $d ]] || continue
+    remove "$d/setup-output.conf" "$d/$userns_conf"
+    ((dry_run)) || rmdir "$d" 2>/dev/null || true
+    changed=1
+  done
+  if [[ -z $instance ]]; then
+    for u in "$name.service" "$name@.service"; do
+      [[ -f $unit_dir/$u ]] && changed=1
+      remove "$unit_dir/$u"
+    done
+    remove "$bin" "$prev_bin"
+  fi
+  if ((changed)); then
+    act systemctl --user daemon-reload
+  fi
+  if ((purge)); then
+    if [[ -n $instance ]]; then
+      purge_paths "$env_file" "$key_dest" "$runtime_dir/$name@$instance"
+    else
+      for u in $units; do
+        inst=${u#"$name"@}
+        [[ $u == *@* ]] && purge_paths "$conf_dir/${inst%.service}.env" "$conf_dir/${inst%.service}.pem" "$runtime_dir/$name@${inst%.service}"
+      done
+      purge_paths "$conf_dir/env" "$conf_dir/github-app.pem" "$runtime_dir/$name"
+      # instances that systemd no longer knows about but left files behind
+      for inst in "$runtime_dir/$name"@*; do
+        [[ -e $inst ]] && remove "$inst"
+      done
+      remove "$conf_dir"
+    fi
+  else
+    say "kept configuration in $conf_dir and the token directory (add --purge to remove them)"
+  fi
+  ((dry_run)) && { say "dry run: done, nothing changed"; return; }
+  say "uninstalled${instance:+ instance $instance}"
+}
+
+do_check() {
+  user_manager_ok
+  [[ -x $bin ]] || die "$name is not installed ($bin is missing); run ./setup.sh first"
+  [[ -f $env_file ]] || warn "$env_file does not exist"
+  run_check
+}
+
+case $mode in
+  install) do_install ;;
+  check) do_check ;;
+  update) do_update ;;
+  uninstall) do_uninstall ;;
+esac

@@ -1,0 +1,498 @@
+#!/usr/bin/env bash
+# End-to-end test of the systemd user units and setup.sh on a real systemd (CI runs it as root).
+#
+#   sudo tests/e2e/systemd.sh
+#
+# Boots ../shared/systemd-sandbox/sandbox (Debian, systemd as PID 1, user "dev", loopback
+# only) with this repository and the two binaries bound in read-only, runs the fake GitHub
+# there as dev, installs the service with setup.sh as dev and walks through install, the
+# hardening as seen from inside the unit, reload, a configuration error, kill -9, updates
+# (good, unchanged, changed unit, broken, with a reader checking the token file all along),
+# a second instance, the no-user-namespace fallback, uninstall, and a search of the journal
+# and setup.sh's output for secrets. Prints one PASS/FAIL line per check and
+# "N passed, M failed"; exits non-zero on any failure. About a minute once the sandbox's
+# root file system exists. The sandbox is always powered off at the end.
+#
+# Builds nothing. Environment:
+#   GTR_BIN   the daemon binary      (default: target/debug/github-token-refresher)
+#   FAKE_BIN  the fake GitHub binary (default: target/debug/fake-github)
+#   SANDBOX   the sandbox script     (default: ../shared/systemd-sandbox/sandbox)
+#   E2E_LOGS  directory for the logs of each step (default: a new temporary directory)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+sandbox=${SANDBOX:-$repo/../shared/systemd-sandbox/sandbox}
+gtr_bin=${GTR_BIN:-$repo/target/debug/github-token-refresher}
+fake_bin=${FAKE_BIN:-$repo/target/debug/fake-github}
+logs=${E2E_LOGS:-$(mktemp -d /tmp/gtr-e2e.XXXXXX)}
+mkdir -p "$logs"
+
+die() { echo "systemd.sh: $*" >&2; exit 2; }
+[[ $(id -u) == 0 ]] || die "needs root (the sandbox does)"
+[[ -x $sandbox ]] || die "no sandbox script at $sandbox (set SANDBOX=)"
+for b in "$gtr_bin" "$fake_bin"; do
+  [[ -f $b && -x $b ]] || die "no binary $b; build first (cargo build --bins) or set GTR_BIN / FAKE_BIN"
+done
+"$sandbox" status | grep -q ': up' && die "the sandbox is already up; run: $sandbox down"
+bins=""
+
+# --- inside the machine -----------------------------------------------------------------------
+GTR=/opt/e2e/bin/github-token-refresher
+FAKE=/opt/e2e/bin/fake-github
+SETUP=/src/setup.sh
+API=http://127.0.0.1:8080
+HOME_DEV=/home/dev
+RUN=/run/user/1000
+UNIT=github-token-refresher
+TOKEN=$RUN/$UNIT/token.json
+INSTALLED=$HOME_DEV/.local/bin/$UNIT
+KEY=$HOME_DEV/fake-key/app.pem
+NEW=$HOME_DEV/new/$UNIT
+BROKEN=$HOME_DEV/broken/$UNIT
+
+u() { "$sandbox" user "$@" </dev/null; }   # as dev, in a login shell, with systemctl --user
+ush() { "$sandbox" user bash -c "$1" </dev/null; }
+r() { "$sandbox" root "$@" </dev/null; }   # as root in the machine
+# userns_of UNIT: the daemon's user namespace, and the one systemd itself runs in (root reads
+# them: the daemon makes itself non-dumpable, so not even its own user may look)
+userns_of() { r readlink "/proc/$(prop "$1" MainPID)/ns/user"; }
+host_userns() { r readlink /proc/1/ns/user; }
+
+passed=0
+failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+# expect NAME CMD...: PASS if CMD succeeds. CMD says why on stdout when it fails.
+expect() {
+  local name=$1 _out _rc=0
+  shift
+  _out=$("$@" 2>&1) || _rc=$?
+  if ((_rc == 0)); then
+    pass "$name"
+  else
+    fail "$name"
+    [[ -z $_out ]] || printf "%s\n" "$_out" | head -n 20 | sed "s/^/     /"
+  fi
+}
+
+finish() {
+  local rc=$?
+  if [[ -n ${booted:-} && -z ${summarised:-} ]]; then
+    fail "the suite itself stopped early (exit $rc); see above and $logs"
+    echo "$passed passed, $failed failed"
+    rc=1
+  fi
+  if [[ -n ${booted:-} ]]; then
+    u journalctl --user --no-pager -o short-monotonic >"$logs/journal-user.log" 2>&1 || true
+    "$sandbox" down >/dev/null 2>&1 || true
+  fi
+  [[ -z $bins ]] || rm -rf "$bins"
+  echo "logs: $logs"
+  exit "$rc"
+}
+trap finish EXIT
+
+# Test a snapshot: a cargo build running meanwhile must not swap a binary under the suite.
+bins=$(mktemp -d /tmp/gtr-e2e-bin.XXXXXX)
+chmod 0755 "$bins"
+cp "$gtr_bin" "$bins/github-token-refresher"
+cp "$fake_bin" "$bins/fake-github"
+
+prop() { u systemctl --user show -p "$2" --value "$1"; }
+token_of() { u python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "${2:-token}"; }
+sha_of() { u sha256sum "$1" | cut -d' ' -f1; }
+wait_for() { # SECONDS CMD...: until CMD succeeds
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.3
+  done
+}
+seen_tokens=()
+remember_token() {
+  local t
+  t=$(token_of "${1:-$TOKEN}" 2>/dev/null) && seen_tokens+=("$t")
+  return 0
+}
+# setup.sh as dev, with the environment in setup_env; output in $logs/NAME.log; sets $out and $rc
+setup_env=()
+run_setup() {
+  local name=$1
+  shift
+  rc=0
+  out=$(u env "${setup_env[@]}" "$SETUP" "$@" 2>&1) || rc=$?
+  printf '%s\n' "$out" >"$logs/$name.log"
+}
+
+# --- checks (each prints why on failure) ------------------------------------------------------
+is_active() {
+  local s
+  s=$(prop "$1" ActiveState)
+  [[ $s == active ]] || { echo "$1 is $s"; u systemctl --user status "$1" --no-pager -n 10; return 1; }
+}
+token_valid() { # FILE: daemon says valid, and the fake GitHub accepts the token
+  local file=${1:-$TOKEN} t
+  u "$GTR" status --output "$file" || { echo "status exit $?"; return 1; }
+  t=$(token_of "$file") || return 1
+  u curl -fsS "$API/_fake/tokens/$t/valid" | grep -q '"valid":true' || { echo "fake GitHub rejects the token in $file"; return 1; }
+}
+contains() { # TEXT NEEDLE
+  grep -qF -- "$2" <<<"$1" || { echo "missing: $2"; printf '%s\n' "$1" | tail -n 15; return 1; }
+}
+mode_is() { # MODE PATH...
+  local want=$1 p m
+  shift
+  for p in "$@"; do
+    m=$(u stat -c %a "$p") || return 1
+    [[ $m == "$want" ]] || { echo "$p is $m, want $want"; return 1; }
+  done
+}
+absent() {
+  local p
+  for p in "$@"; do
+    ! u test -e "$p" || { echo "$p still exists"; return 1; }
+  done
+}
+start_reader() {
+  u rm -f "$HOME_DEV/reader.json"
+  u systemd-run --user --quiet --collect --unit=e2e-reader python3 /src/tests/e2e/reader.py "$TOKEN" "$HOME_DEV/reader.json"
+  sleep 0.5
+}
+stop_reader() { # prints the summary
+  u systemctl --user stop e2e-reader
+  wait_for 5 u test -f "$HOME_DEV/reader.json"
+  u cat "$HOME_DEV/reader.json" | tee -a "$logs/reader.log"
+}
+reader_clean() { # SUMMARY: at least 100 reads, none bad
+  python3 -c 'import json,sys; s=json.loads(sys.argv[1]); sys.exit(0 if s["reads"] >= 100 and s["bad"] == 0 else 1)' "$1" ||
+    { echo "reader: $1"; return 1; }
+}
+journal_since() { # CURSOR [UNIT]
+  u journalctl --user -u "${2:-$UNIT}" --no-pager -o cat --after-cursor="$1"
+}
+cursor() { u journalctl --user -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'; }
+
+# --- boot ---------------------------------------------------------------------------------------
+echo "booting the sandbox (logs in $logs)"
+"$sandbox" up --bind "$repo:/src" --bind "$bins:/opt/e2e/bin" >"$logs/sandbox-up.log" 2>&1 ||
+  { cat "$logs/sandbox-up.log" >&2; die "sandbox up failed"; }
+booted=1
+# From here on a failing command is a failing check, not the end of the suite.
+set +e
+u systemd-run --user --quiet --unit=e2e-fake-github "$FAKE" --listen 127.0.0.1:8080 \
+  --token-lifetime 20m --key-out "$HOME_DEV/fake-key"
+wait_for 20 u curl -fsS "$API/_fake/stats" || die "the fake GitHub did not come up: $(u journalctl --user -u e2e-fake-github -o cat --no-pager)"
+wait_for 5 u test -f "$KEY" || die "the fake GitHub wrote no key"
+
+# --- install ------------------------------------------------------------------------------------
+run_setup install-missing-flags --binary "$GTR"
+t_missing_flags() {
+  [[ $rc == 2 ]] || { echo "exit $rc"; return 1; }
+  contains "$out" "missing --" || return 1
+  absent "$INSTALLED" "$HOME_DEV/.config/systemd/user/$UNIT.service" "$HOME_DEV/.config/$UNIT"
+}
+expect "install: without a terminal, a missing flag is an error (exit 2) before anything is installed" t_missing_flags
+
+run_setup install-bad-check --instance bad --app-id 1234 --private-key-file "$KEY" \
+  --installation-id 999 --api-url "$API" --binary "$GTR"
+t_bad_check() {
+  [[ $rc != 0 ]] || { echo "setup.sh exited 0"; return 1; }
+  contains "$out" "FAIL" && contains "$out" "the service is not enabled" || return 1
+  absent "$HOME_DEV/.config/$UNIT/bad.env" || return 1
+  if u systemctl --user is-enabled --quiet $UNIT@bad.service || u systemctl --user is-active --quiet $UNIT@bad.service; then
+    echo "$UNIT@bad was enabled or started"
+    return 1
+  fi
+}
+expect "install: a failing 'check' stops setup.sh before enabling, shows the doctor's output, keeps no env file" t_bad_check
+run_setup uninstall-bad --uninstall --instance bad --purge
+
+run_setup install --app-id 1234 --private-key-file "$KEY" --installation-id 100 \
+  --api-url "$API" --binary "$GTR"
+install_out=$out
+t_install() {
+  [[ $rc == 0 ]] || { echo "exit $rc"; tail -n 20 <<<"$out"; return 1; }
+  is_active $UNIT && u systemctl --user is-enabled --quiet $UNIT
+}
+expect "install: setup.sh exits 0, $UNIT is enabled and active" t_install
+expect "install: token file valid (status exit 0, the fake GitHub accepts the token)" token_valid
+remember_token
+t_install_output() {
+  contains "$install_out" "token file:  $TOKEN" && contains "$install_out" 'mounting the *directory*' &&
+    contains "$install_out" "journalctl --user -u $UNIT"
+}
+expect "install: setup.sh prints the token path, the directory-mount advice and the journal command" t_install_output
+t_modes() {
+  mode_is 600 "$HOME_DEV/.config/$UNIT/env" "$HOME_DEV/.config/$UNIT/github-app.pem" "$TOKEN" &&
+    mode_is 700 "$HOME_DEV/.config/$UNIT" "$RUN/$UNIT"
+}
+expect "install: env file, key and token file 0600; config and token directories 0700" t_modes
+t_userns() {
+  absent "$HOME_DEV/.config/systemd/user/$UNIT.service.d/setup-no-user-namespace.conf" || return 1
+  local host theirs
+  host=$(host_userns)
+  theirs=$(userns_of $UNIT)
+  [[ -n $host && -n $theirs && $host != "$theirs" ]] || { echo "the daemon is not in a user namespace of its own ($host, $theirs)"; return 1; }
+}
+expect "install: user namespaces work here, so no fallback drop-in; the daemon runs in its own user namespace" t_userns
+status_text=$(prop $UNIT StatusText)
+expect "status: systemd shows the daemon's STATUS line ('$status_text')" test -n "$status_text"
+t_journal_mint() {
+  u journalctl --user -u $UNIT --no-pager -o cat | grep -qF "minted a token and wrote '$TOKEN'" ||
+    { u journalctl --user -u $UNIT --no-pager -o cat | tail -n 15; return 1; }
+}
+expect "journal: shows the mint" t_journal_mint
+run_setup check --check
+t_check() { [[ $rc == 0 ]] && contains "$out" "all checks passed"; }
+expect "doctor: setup.sh --check runs 'check' with the unit's environment and key, all ok" t_check
+
+pid=$(prop $UNIT MainPID)
+run_setup install-again --app-id 1234 --private-key-file "$KEY" --installation-id 100 \
+  --api-url "$API" --binary "$GTR"
+t_install_again() {
+  [[ $rc == 0 ]] && contains "$out" "unchanged" && contains "$out" "exists; left as it is" || return 1
+  [[ $(prop $UNIT MainPID) == "$pid" ]] || { echo "the daemon was restarted"; return 1; }
+}
+expect "install: re-running it changes nothing and keeps the daemon running" t_install_again
+
+# --- hardening, measured from inside a copy of the installed unit ------------------------------
+ush "cd ~/.config/systemd/user && cp $UNIT.service e2e-probe.service && mkdir -p e2e-probe.service.d &&
+  printf '[Service]\nType=oneshot\nExecStart=\nExecStart=/bin/sh /src/tests/e2e/probe.sh\nExecReload=\nWatchdogSec=0\n' >e2e-probe.service.d/probe.conf &&
+  systemctl --user daemon-reload && systemctl --user start e2e-probe.service" >"$logs/probe.log" 2>&1 || true
+probe=$(u cat "$RUN/$UNIT/.e2e-probe" 2>&1 || true)
+printf '%s\n' "$probe" >>"$logs/probe.log"
+t_probe() {
+  local want=$'writable /tmp\nwritable /var/tmp\ntoken-dir-writable\ncredential-readable'
+  [[ $probe == "$want" ]] || { echo "probe found:"; echo "$probe"; return 1; }
+}
+expect "hardening: the service can write only its token directory (and its private /tmp, /var/tmp), sees no ~/.config or user bus, has no capabilities" t_probe
+ush "rm -f $RUN/$UNIT/.e2e-probe; cd ~/.config/systemd/user && rm -rf e2e-probe.service e2e-probe.service.d && systemctl --user daemon-reload"
+
+# --- reload -------------------------------------------------------------------------------------
+gen0=$(token_of "$TOKEN" generation)
+tok0=$(token_of "$TOKEN")
+pid=$(prop $UNIT MainPID)
+c=$(cursor)
+u systemctl --user log-level debug
+rc=0
+u systemctl --user reload $UNIT || rc=$?
+newer_generation() { [[ $(token_of "$TOKEN" generation) -gt $gen0 ]]; }
+wait_for 20 newer_generation || true
+u systemctl --user log-level info
+remember_token
+t_reload() {
+  [[ $rc == 0 ]] || { echo "reload exit $rc"; return 1; }
+  [[ $(token_of "$TOKEN") != "$tok0" ]] || { echo "the token did not change"; return 1; }
+  token_valid
+}
+expect "reload: systemctl --user reload succeeds and a new, valid token is written" t_reload
+t_reloading() {
+  local j
+  j=$(journal_since "$c")
+  if ! grep -q "Got notification message from PID $pid (RELOADING=1, MONOTONIC_USEC=" <<<"$j" ||
+    ! sed -n '/RELOADING=1/,$p' <<<"$j" | grep -q "Got notification message from PID $pid (READY=1"; then
+    grep -i "notification\|reload" <<<"$j" | tail
+    return 1
+  fi
+}
+expect "reload: systemd got RELOADING=1 with MONOTONIC_USEC= from the main process, then READY=1" t_reloading
+
+# --- configuration error ------------------------------------------------------------------------
+ush "cp ~/.config/$UNIT/env ~/env.good && echo GITHUB_TOKEN_PERMISSIONS=contents >>~/.config/$UNIT/env"
+c=$(cursor)
+rc=0
+u systemctl --user restart $UNIT >/dev/null 2>&1 || rc=$?
+inv=$(prop $UNIT InvocationID)
+restarts=$(prop $UNIT NRestarts)
+sleep 8 # RestartSec=5s plus a margin: a restart would have happened by now
+t_config_78() {
+  local state status
+  state=$(prop $UNIT ActiveState)
+  status=$(prop $UNIT ExecMainStatus)
+  [[ $rc != 0 && $state == failed && $status == 78 ]] || { echo "restart exit $rc, state $state, status $status"; return 1; }
+}
+expect "config error: the restart fails with exit status 78" t_config_78
+t_config_no_restart() {
+  [[ $(prop $UNIT InvocationID) == "$inv" && $(prop $UNIT NRestarts) == "$restarts" ]] ||
+    { echo "invocation $inv -> $(prop $UNIT InvocationID), NRestarts $restarts -> $(prop $UNIT NRestarts)"; return 1; }
+}
+expect "config error: systemd does not restart it (same invocation and NRestarts 8 s later)" t_config_no_restart
+t_config_journal() { journal_since "$c" | grep -q "permissions" || { journal_since "$c" | tail; return 1; }; }
+expect "config error: the journal says what is wrong" t_config_journal
+ush "mv ~/env.good ~/.config/$UNIT/env && systemctl --user reset-failed $UNIT && systemctl --user start $UNIT"
+expect "config error: with the configuration fixed, the unit starts again" is_active $UNIT
+
+# --- kill -9 ------------------------------------------------------------------------------------
+start_reader
+pid=$(prop $UNIT MainPID)
+restarts=$(prop $UNIT NRestarts)
+u kill -9 "$pid"
+restarted() { local p; p=$(prop $UNIT MainPID); [[ $p != 0 && $p != "$pid" && $(prop $UNIT ActiveState) == active ]]; }
+wait_for 30 restarted || true
+summary=$(stop_reader)
+t_killed() {
+  restarted || { echo "not restarted: MainPID $(prop $UNIT MainPID), $(prop $UNIT ActiveState)"; return 1; }
+  [[ $(prop $UNIT NRestarts) == $((restarts + 1)) ]] || { echo "NRestarts $restarts -> $(prop $UNIT NRestarts)"; return 1; }
+}
+expect "kill -9: systemd restarts the daemon (new main PID, NRestarts + 1)" t_killed
+expect "kill -9: a reader never saw a missing or invalid token file" reader_clean "$summary"
+expect "kill -9: token file valid afterwards" token_valid
+
+# --- update -------------------------------------------------------------------------------------
+# A "new build": the same binary with a byte appended (a different sha256, still runs).
+ush "mkdir -p ~/new && cp $GTR $NEW && printf '\n' >>$NEW && chmod 755 $NEW"
+start_reader
+pid=$(prop $UNIT MainPID)
+run_setup update --update --binary "$NEW"
+summary=$(stop_reader)
+t_update() {
+  [[ $rc == 0 ]] || { echo "exit $rc"; return 1; }
+  contains "$out" "binary: replacing" || return 1
+  [[ $(sha_of "$INSTALLED") == "$(sha_of "$NEW")" ]] || { echo "the installed binary is not the new one"; return 1; }
+  [[ $(prop $UNIT MainPID) != "$pid" ]] || { echo "not restarted"; return 1; }
+  is_active $UNIT && token_valid
+}
+expect "update: setup.sh --update swaps the binary, restarts the running unit, token valid" t_update
+expect "update: a reader never saw a missing or invalid token file" reader_clean "$summary"
+t_update_config() {
+  [[ $(u stat -c %a "$HOME_DEV/.config/$UNIT/env") == 600 ]] &&
+    u grep -q "^GITHUB_APP_INSTALLATION_ID=100$" "$HOME_DEV/.config/$UNIT/env" &&
+    u cmp -s "$KEY" "$HOME_DEV/.config/$UNIT/github-app.pem"
+}
+expect "update: env file and key untouched" t_update_config
+
+pid=$(prop $UNIT MainPID)
+run_setup update-again --update --binary "$NEW"
+t_update_again() {
+  [[ $rc == 0 ]] && contains "$out" "nothing to update" || return 1
+  [[ $(prop $UNIT MainPID) == "$pid" ]] || { echo "restarted anyway"; return 1; }
+}
+expect "update: the same binary again is 'nothing to update', no restart" t_update_again
+
+ush "echo '# edited by hand' >>~/.config/systemd/user/$UNIT.service"
+pid=$(prop $UNIT MainPID)
+run_setup update-unit --update --binary "$NEW"
+t_update_unit() {
+  [[ $rc == 0 ]] && contains "$out" "unit $UNIT.service: changed" && contains "$out" "-# edited by hand" || return 1
+  [[ $(sha_of "$HOME_DEV/.config/systemd/user/$UNIT.service") == "$(sha_of "/src/systemd/$UNIT.service")" ]] ||
+    { echo "installed unit differs from the repository's"; return 1; }
+  [[ $(prop $UNIT MainPID) != "$pid" ]] || { echo "not restarted"; return 1; }
+  is_active $UNIT
+}
+expect "update: a changed unit file is reported with its diff, replaced, and the unit restarted" t_update_unit
+
+# A build that passes `--help` and `check` but cannot run the daemon.
+# shellcheck disable=SC2016 # $1 and $@ belong to the script being written
+printf '#!/bin/sh\nif [ "$1" = run ]; then echo "e2e: this build cannot start" >&2; exit 1; fi\nexec %s "$@"\n' "$NEW" |
+  "$sandbox" user bash -c "mkdir -p ~/broken && cat >$BROKEN && chmod 755 $BROKEN"
+start_reader
+sha_before=$(sha_of "$INSTALLED")
+c=$(cursor)
+run_setup update-broken --update --binary "$BROKEN"
+summary=$(stop_reader)
+t_broken() {
+  [[ $rc != 0 ]] || { echo "setup.sh exited 0"; return 1; }
+  contains "$out" "rolling back" || return 1
+  journal_since "$c" | grep -q "e2e: this build cannot start" || { echo "the broken build never ran"; return 1; }
+}
+expect "broken update: the new binary is started, fails, and setup.sh exits non-zero saying it rolled back" t_broken
+t_rolled_back() {
+  [[ $(sha_of "$INSTALLED") == "$sha_before" ]] || { echo "the installed binary is not the previous one"; return 1; }
+  absent "$HOME_DEV/.local/bin/.$UNIT.prev" && is_active $UNIT && token_valid
+}
+expect "broken update: the previous binary is back, the unit active, the token valid" t_rolled_back
+expect "broken update: a reader never saw a missing or invalid token file" reader_clean "$summary"
+remember_token
+
+# --- a second instance, with its token file in a directory of its own choosing ---------------
+pid=$(prop $UNIT MainPID)
+OCTO_TOKEN=$HOME_DEV/tokens/octo/token.json
+run_setup instance --instance octo --app-id 1234 --private-key-file "$KEY" --owner octocat \
+  --api-url "$API" --output "$OCTO_TOKEN" --binary "$NEW"
+t_instance() {
+  [[ $rc == 0 ]] || { echo "exit $rc"; tail <<<"$out"; return 1; }
+  is_active $UNIT@octo && token_valid "$OCTO_TOKEN" || return 1
+  [[ $(token_of "$OCTO_TOKEN" account) == octocat ]] || { echo "not octocat's token"; return 1; }
+}
+expect "instance: setup.sh --instance octo --output ~/tokens/octo/token.json runs $UNIT@octo with a valid octocat token there" t_instance
+remember_token "$OCTO_TOKEN"
+expect "instance: the default unit was not restarted" test "$pid" == "$(prop $UNIT MainPID)"
+run_setup uninstall-instance --uninstall --instance octo --purge
+t_uninstall_instance() {
+  [[ $rc == 0 ]] || { echo "exit $rc"; return 1; }
+  absent "$OCTO_TOKEN" "$HOME_DEV/.config/$UNIT/octo.env" "$HOME_DEV/.config/$UNIT/octo.pem" \
+    "$HOME_DEV/.config/systemd/user/$UNIT@octo.service.d" || return 1
+  ! u systemctl --user is-active --quiet $UNIT@octo || { echo "$UNIT@octo still active"; return 1; }
+  is_active $UNIT && u test -f "$INSTALLED"
+}
+expect "instance: --uninstall --instance octo --purge removes it and leaves the default unit running" t_uninstall_instance
+
+# --- where user namespaces are not available (forced here; probed on a real host) ---------------
+setup_env=(SETUP_USER_NAMESPACE=no)
+run_setup no-userns --instance nons --app-id 1234 --private-key-file "$KEY" --installation-id 100 \
+  --api-url "$API" --binary "$NEW"
+setup_env=()
+NONS_TOKEN=$RUN/$UNIT@nons/token.json
+t_no_userns() {
+  [[ $rc == 0 ]] || { echo "exit $rc"; tail <<<"$out"; return 1; }
+  contains "$out" "cannot give services a user namespace" || return 1
+  u cmp -s /src/systemd/no-user-namespace.conf "$HOME_DEV/.config/systemd/user/$UNIT@nons.service.d/setup-no-user-namespace.conf" ||
+    { echo "drop-in not installed"; return 1; }
+  is_active $UNIT@nons && token_valid "$NONS_TOKEN" || return 1
+  local host theirs
+  host=$(host_userns)
+  theirs=$(userns_of $UNIT@nons)
+  [[ -n $host && $host == "$theirs" ]] || { echo "the daemon still runs in a user namespace ($host, $theirs)"; return 1; }
+  r grep -q '^Seccomp:[[:space:]]*2$' "/proc/$(prop $UNIT@nons MainPID)/status" || { echo "no seccomp filter"; return 1; }
+}
+expect "no user namespaces: setup.sh installs the fallback drop-in; the unit starts and mints without one, seccomp still on" t_no_userns
+remember_token "$NONS_TOKEN"
+run_setup uninstall-nons --uninstall --instance nons --purge
+t_uninstall_nons() {
+  [[ $rc == 0 ]] && absent "$HOME_DEV/.config/systemd/user/$UNIT@nons.service.d" "$RUN/$UNIT@nons" "$HOME_DEV/.config/$UNIT/nons.env"
+}
+expect "no user namespaces: --uninstall --instance nons --purge removes the drop-in too" t_uninstall_nons
+
+# --- uninstall ----------------------------------------------------------------------------------
+run_setup uninstall-dry --uninstall --purge --dry-run
+t_dry() { [[ $rc == 0 ]] && contains "$out" "would run" && is_active $UNIT && u test -f "$TOKEN" && u test -f "$INSTALLED"; }
+expect "uninstall --dry-run: says what it would do and changes nothing" t_dry
+run_setup uninstall --uninstall --purge
+t_uninstall() {
+  [[ $rc == 0 ]] || { echo "exit $rc"; return 1; }
+  absent "$INSTALLED" "$HOME_DEV/.local/bin/.$UNIT.prev" "$HOME_DEV/.config/$UNIT" \
+    "$HOME_DEV/.config/systemd/user/$UNIT.service" "$HOME_DEV/.config/systemd/user/$UNIT@.service" \
+    "$HOME_DEV/.config/systemd/user/default.target.wants/$UNIT.service" "$RUN/$UNIT" || return 1
+  local left
+  left=$(
+    u systemctl --user list-units --all --plain --no-legend "$UNIT*"
+    u systemctl --user list-unit-files --plain --no-legend "$UNIT*"
+    u pgrep -u dev -a -f "$UNIT run" || true
+  )
+  [[ -z $left ]] || { echo "still there: $left"; return 1; }
+}
+expect "uninstall --purge: nothing left (binary, units, config, key, token directory, processes)" t_uninstall
+run_setup uninstall-again --uninstall --purge
+expect "uninstall: running it again is fine (exit 0)" test "$rc" == 0
+
+# --- secrets --------------------------------------------------------------------------------------
+journal=$(u journalctl --user -u "$UNIT*" --no-pager -o verbose)
+setup_logs=$(cat "$logs"/*.log)
+t_secrets() {
+  local leak="" t needle
+  ((${#seen_tokens[@]} >= 3)) || leak+=" (only ${#seen_tokens[@]} tokens were collected)"
+  for t in "${seen_tokens[@]}"; do
+    grep -qF "$t" <<<"$journal$setup_logs" && leak+=" the token ${t:0:8}…"
+  done
+  for needle in ghs_ eyJ "PRIVATE KEY"; do
+    grep -qF "$needle" <<<"$journal" && leak+=" '$needle' in the journal"
+    grep -qF "$needle" <<<"$setup_logs" && leak+=" '$needle' in setup.sh's output"
+  done
+  [[ -z $leak ]] || { echo "found:$leak"; return 1; }
+}
+expect "secrets: no token, JWT or key in the journal (debug level during reload included) or in setup.sh's output" t_secrets
+
+summarised=1
+echo "$passed passed, $failed failed"
+((failed == 0))
