@@ -5,6 +5,7 @@
 #              [--installation-id N | --owner NAME | --repo OWNER/NAME]
 #              [--repositories LIST] [--permissions LIST] [--api-url URL] [--output PATH]
 #              [--instance NAME] [--binary PATH] [--dry-run]
+#   ./setup.sh --config FILE [--private-key-file PATH] [--binary PATH] [--dry-run]
 #   ./setup.sh --update [--binary PATH] [--dry-run]
 #   ./setup.sh --uninstall [--purge] [--instance NAME] [--dry-run]
 #   ./setup.sh --check [--instance NAME]
@@ -14,6 +15,15 @@
 # ~/.config/github-token-refresher/env (or NAME.env) only when it is absent, copies the App
 # key next to it (0600), runs `github-token-refresher check`, then enables and starts the
 # unit. Asks for a missing setting only when stdin is a terminal.
+#
+# --config FILE runs many targets in the one github-token-refresher.service instead: FILE
+# (TOML, see README) is checked (`github-token-refresher check --config`), copied to
+# ~/.config/github-token-refresher/targets/targets.toml (0600), and the drop-in
+# systemd/config-file.conf switches the unit to it. Its targets use the App key given with
+# --private-key-file (leave private_key_file out) and write below
+# $XDG_RUNTIME_DIR/github-token-refresher/ (leave output out); setup.sh refuses other
+# places, which the sandboxed service could not reach. Run it again with a changed FILE to
+# apply it: the running service reloads and keeps the targets that did not change.
 #
 # --update swaps in the new binary atomically, replaces units whose content changed, leaves
 # configuration and key alone, restarts the units that were running and rolls back if one
@@ -37,7 +47,7 @@ mode=install
 dry_run=0
 purge=0
 app_id="" key_file="" installation_id="" owner="" repo="" repositories="" permissions=""
-api_url="" output="" instance="" binary=""
+api_url="" output="" instance="" binary="" config_src=""
 
 while (($#)); do
   arg=$1
@@ -47,7 +57,7 @@ while (($#)); do
   esac
   case $arg in
     --app-id | --private-key-file | --installation-id | --owner | --repo | --repositories | \
-      --permissions | --api-url | --output | --instance | --binary)
+      --permissions | --api-url | --output | --instance | --binary | --config)
       if [[ $1 != *=* ]]; then
         (($# >= 2)) || die "$arg needs a value" 2
         value=$2
@@ -65,6 +75,7 @@ while (($#)); do
         --output) output=$value ;;
         --instance) instance=$value ;;
         --binary) binary=$value ;;
+        --config) config_src=$value ;;
       esac
       ;;
     --update) mode=update ;;
@@ -82,8 +93,15 @@ done
 if [[ $mode != install ]]; then
   for pair in "app-id:$app_id" "private-key-file:$key_file" "installation-id:$installation_id" \
     "owner:$owner" "repo:$repo" "repositories:$repositories" "permissions:$permissions" \
-    "api-url:$api_url" "output:$output"; do
+    "api-url:$api_url" "output:$output" "config:$config_src"; do
     [[ -z ${pair#*:} ]] || die "--${pair%%:*} only applies to an install; --$mode never touches configuration" 2
+  done
+fi
+if [[ -n $config_src ]]; then
+  [[ -z $instance ]] || die "--config sets up $name.service itself; drop --instance (one service runs every target of the file)" 2
+  for pair in "app-id:$app_id" "installation-id:$installation_id" "owner:$owner" "repo:$repo" \
+    "repositories:$repositories" "permissions:$permissions" "api-url:$api_url" "output:$output"; do
+    [[ -z ${pair#*:} ]] || die "--${pair%%:*} cannot go with --config: put every setting in the file (only the App key goes on the command line, as --private-key-file)" 2
   done
 fi
 [[ $mode == uninstall || $mode == check ]] && [[ -n $binary ]] && die "--binary makes no sense with --$mode" 2
@@ -122,6 +140,13 @@ fi
 dropin_dir=$unit_dir/$unit.d
 dropin=$dropin_dir/setup-output.conf
 userns_conf=setup-no-user-namespace.conf
+# --config: the targets file, in a directory of its own that the unit binds in read-only
+config_conf=setup-config-file.conf
+config_dropin=$unit_dir/$name.service.d/$config_conf
+targets_dir=$conf_dir/targets
+targets_dest=$targets_dir/targets.toml
+# the plain unit runs the targets file (now, or after this install)
+config_mode() { [[ -z $instance ]] && [[ -n $config_src || -f $config_dropin ]]; }
 
 # Run a command, or under --dry-run say what would run.
 act() {
@@ -293,6 +318,14 @@ restart_or_roll_back() {
       say "rolled back: unit $base"
     fi
   done
+  for base in "${changed_dropins[@]}"; do
+    if [[ -f $unit_backup/$base ]]; then
+      put_file "$unit_backup/$base" "$unit_dir/$base" 0644
+    else
+      rm -f "$unit_dir/$base"
+    fi
+    say "rolled back: drop-in $base"
+  done
   systemctl --user daemon-reload
   local bad=0
   for u in "$@"; do
@@ -321,11 +354,8 @@ check_value() { # NAME VALUE: values go unquoted into a systemd EnvironmentFile
     die "--$1 '$2' contains a character setup.sh will not write into an environment file (space, quote, \$, backslash...); edit $env_file by hand"
 }
 
-# Validate the settings (asking for missing ones on a terminal) before anything is written.
-env_lines=()
-env_written=0
-collect_settings() {
-  # the key
+# The App key: --private-key-file, or the one installed before.
+collect_key() {
   if [[ -z $key_file && ! -f $key_dest ]]; then
     ask key_file "Path to the App's private key (.pem)"
     [[ -n $key_file ]] || die "missing --private-key-file (no key at $key_dest yet, and no terminal to ask on)" 2
@@ -335,6 +365,13 @@ collect_settings() {
     [[ -f $key_file && -r $key_file ]] || die "cannot read the key file '$key_file'"
     grep -q 'PRIVATE KEY-----' "$key_file" || die "'$key_file' does not look like a PEM private key"
   fi
+}
+
+# Validate the settings (asking for missing ones on a terminal) before anything is written.
+env_lines=()
+env_written=0
+collect_settings() {
+  collect_key
 
   # the environment file
   if [[ -f $env_file ]]; then
@@ -468,6 +505,113 @@ write_output_dropin() {
   config_changed_units+=("$unit")
 }
 
+# --- a targets file (--config) ----------------------------------------------------------------
+# The service sees none of the home directory and may write only its RuntimeDirectory=, so a
+# target must take the App key from the credential (no private_key_file) or from the targets
+# directory, which the drop-in binds in read-only, and must write below
+# $XDG_RUNTIME_DIR/github-token-refresher/. Everything else in the file is `check`'s business.
+tokens_root=$runtime_dir/$name
+
+# Refuse a file whose output or private_key_file points where the service cannot reach.
+check_targets_paths() { # FILE
+  local file=$1 hit n line key value real problems=() root keys
+  root=$(realpath -m -- "$tokens_root")
+  keys=$(realpath -m -- "$targets_dir")
+  local re_dq='^[^=]*=[[:space:]]*"([^"\\]*)"[[:space:]]*(#.*)?$' re_sq="^[^=]*=[[:space:]]*'([^']*)'[[:space:]]*(#.*)?\$"
+  while IFS= read -r hit; do
+    n=${hit%%:*}
+    line=${hit#*:}
+    key=${line%%=*}
+    key=${key//[[:space:]]/}
+    if [[ $line =~ $re_dq || $line =~ $re_sq ]]; then
+      value=${BASH_REMATCH[1]}
+    else
+      problems+=("line $n: write $key as one quoted absolute path, so setup.sh can tell where it points")
+      continue
+    fi
+    real=$(realpath -m -- "$value")
+    if [[ $value != /* ]]; then
+      problems+=("line $n: $key '$value' is not an absolute path")
+    elif [[ $key == output && $real != "$root"/* ]]; then
+      problems+=("line $n: output '$value' is outside $tokens_root/, the only directory the service may write; leave output out (default: $tokens_root/<name>/token.json)")
+    elif [[ $key == output && $(dirname "$real") == "$root" ]]; then
+      warn "line $n: output '$value' sits directly in $tokens_root; a container given its directory would see every target's token. Prefer $tokens_root/<name>/token.json (the default)"
+    elif [[ $key == private_key_file && $real != "$keys"/* ]]; then
+      problems+=("line $n: private_key_file '$value' is hidden from the service; leave it out to use the key given with --private-key-file (a systemd credential), or put a second App's key in $targets_dir/ (0600) and name it there")
+    fi
+  done < <(grep -nE '^[[:space:]]*(output|private_key_file)[[:space:]]*=' "$file" || true)
+  ((${#problems[@]} == 0)) && return
+  local p
+  for p in "${problems[@]}"; do
+    printf 'setup: error: %s: %s\n' "$file" "$p" >&2
+  done
+  [[ $mode == install ]] || die "$file: ${#problems[@]} path(s) the sandboxed service cannot use (see above)"
+  die "$file: ${#problems[@]} path(s) the sandboxed service could not use (see above); nothing was installed"
+}
+
+collect_config() {
+  config_src=${config_src/#\~/$HOME}
+  [[ -f $config_src && -r $config_src ]] || die "cannot read the targets file '$config_src'"
+  config_src=$(realpath "$config_src")
+  collect_key
+  check_targets_paths "$config_src"
+}
+
+# Copy the (checked) targets file into place; a running service re-reads it on reload.
+targets_changed=0
+install_targets_file() {
+  if [[ $config_src == "$(realpath -m "$targets_dest")" ]]; then
+    say "targets: $targets_dest in place"
+    targets_changed=1 # edited where it is: the service may not have read it yet
+    return
+  fi
+  if [[ -f $targets_dest ]] && [[ $(sha "$targets_dest") == "$(sha "$config_src")" ]]; then
+    say "targets: $targets_dest unchanged"
+    return
+  fi
+  if [[ -f $targets_dest ]]; then
+    say "targets: replacing $targets_dest with $config_src"
+  else
+    say "targets: copying $config_src to $targets_dest (0600)"
+  fi
+  if ((!dry_run)); then
+    mkdir -p "$targets_dir"
+    chmod 0700 "$conf_dir" "$targets_dir"
+  fi
+  put_file "$config_src" "$targets_dest" 0600
+  targets_changed=1
+}
+
+# The drop-in that switches the unit to the targets file; a single-target --output drop-in
+# has nothing left to do.
+write_config_dropin() {
+  put_dropin "$unit" config-file.conf "$config_conf"
+  if [[ -f $dropin ]]; then
+    backup_dropin "$unit.d/$(basename "$dropin")"
+    act rm -f "$dropin"
+    say "removed $dropin (the targets write below $tokens_root)"
+    config_changed_units+=("$unit")
+  fi
+}
+
+# The single-target variables the drop-in unsets, space-separated.
+single_target_vars() {
+  sed -n 's/^UnsetEnvironment=//p' "$script_dir/systemd/config-file.conf" | tr '\n' ' '
+}
+
+# Each target's token directory, from check's "output directory '...' is writable" lines:
+# the parser's own answer, for whatever check_targets_paths could not read.
+check_outputs_inside() { # CHECK_OUTPUT
+  local dir bad=0 root
+  root=$(realpath -m -- "$tokens_root")
+  while IFS= read -r dir; do
+    [[ $(realpath -m -- "$dir") == "$root"/* || $(realpath -m -- "$dir") == "$root" ]] && continue
+    printf 'setup: error: a target writes in %s, outside %s: the service could not write there\n' "$dir" "$tokens_root" >&2
+    bad=1
+  done < <(sed -n "s/^ok    output directory '\(.*\)' is writable\$/\1/p" <<<"$1")
+  return "$bad"
+}
+
 # The units sandbox the service inside a user namespace. Where this user manager cannot make
 # one (Ubuntu >= 24.04's AppArmor default, user namespaces switched off), the service would
 # not start; install a drop-in that turns the namespace-bound options off instead.
@@ -482,9 +626,20 @@ userns_works() {
     -p CapabilityBoundingSet= /bin/true </dev/null >/dev/null 2>&1
 }
 
-# put_userns_dropin UNIT: install systemd/no-user-namespace.conf for UNIT unless it is there
-put_userns_dropin() {
-  local u=$1 dest=$unit_dir/$1.d/$userns_conf src=$script_dir/systemd/no-user-namespace.conf
+# backup_dropin UNIT.d/NAME: before a drop-in is installed, changed or removed, keep what
+# was there (if anything) so that a failed restart puts it back.
+changed_dropins=()
+backup_dropin() {
+  changed_dropins+=("$1")
+  if ((!dry_run)) && [[ -f $unit_dir/$1 ]]; then
+    mkdir -p "$unit_backup/$(dirname "$1")"
+    cp -p "$unit_dir/$1" "$unit_backup/$1"
+  fi
+}
+
+# put_dropin UNIT SRC NAME: install systemd/SRC for UNIT as NAME unless it is there
+put_dropin() {
+  local u=$1 src=$script_dir/systemd/$2 dest=$unit_dir/$1.d/$3
   if [[ -f $dest ]] && [[ $(sha "$dest") == "$(sha "$src")" ]]; then
     say "drop-in $dest: unchanged"
     return
@@ -494,6 +649,7 @@ put_userns_dropin() {
   else
     say "drop-in $dest: installed"
   fi
+  backup_dropin "$1.d/$3"
   put_file "$src" "$dest" 0644
   config_changed_units+=("$u")
 }
@@ -511,7 +667,7 @@ write_userns_dropin() {
   warn "kernel.apparmor_restrict_unprivileged_userns=1), so the unit's file-system sandboxing"
   warn "cannot work here; installing a drop-in that keeps only the seccomp-based hardening"
   warn "(see systemd/no-user-namespace.conf and the README's troubleshooting section)"
-  put_userns_dropin "$unit"
+  put_dropin "$unit" no-user-namespace.conf "$userns_conf"
 }
 
 # `github-token-refresher check`, run by the user manager with exactly the unit's environment
@@ -543,6 +699,32 @@ run_check() {
     fi
     exit "$rc"
   fi
+}
+
+# `check --config FILE` as the config drop-in runs it: the key credential, none of the
+# single-target variables (they would conflict with --config).
+run_check_targets() { # FILE
+  local file=$1
+  if ((dry_run)); then
+    say "would run: $name check --config $file (with $key_dest, as the unit does)"
+    return
+  fi
+  say "checking the targets: $name check --config $file"
+  local rc=0 out
+  out=$(systemd-run --user --wait --pipe --quiet --collect \
+    --unit="$name-setup-check-$$" \
+    -p UnsetEnvironment="$(single_target_vars)" \
+    -p Environment="GITHUB_TOKEN_REFRESHER_CONFIG=$file" \
+    -p LoadCredential="github-app.pem:$key_dest" \
+    "$bin" check </dev/null 2>&1) || rc=$?
+  [[ -z $out ]] || printf '%s\n' "$out" | sed 's/^/    /'
+  if ((rc != 0)); then
+    echo >&2
+    printf 'setup: error: the check failed (exit %s); see the FAIL line above and its hint.\n' "$rc" >&2
+    [[ $mode != install ]] || printf 'setup: %s is left as it was; fix %s (or the key %s) and run setup.sh again.\n' "$unit" "$file" "$key_dest" >&2
+    exit "$rc"
+  fi
+  check_outputs_inside "$out" || die "fix the output of those targets in $file; $unit is left as it was"
 }
 
 linger_hint() {
@@ -588,24 +770,65 @@ EOF
   path_hint
 }
 
+print_targets_summary() {
+  local short=${unit%.service} state
+  # `status --config` wants each target's key; the service's is the credential, this file
+  state="CREDENTIALS_DIRECTORY=$conf_dir $name status --config $targets_dest"
+  cat <<EOF
+
+$unit is $(systemctl --user is-active "$unit" 2>/dev/null || true), running the targets in
+$targets_dest:
+$(CREDENTIALS_DIRECTORY=$conf_dir "$bin" status --config "$targets_dest" 2>&1 | sed 's/^/    /')
+  status:      systemctl --user status $short
+  logs:        journalctl --user -u $short -f
+  token state: $state
+  change:      edit $targets_dest, then: systemctl --user reload $short
+               (or: $script_dir/setup.sh --config FILE, which checks FILE first)
+  doctor:      $script_dir/setup.sh --check
+
+Give each container its own target's *directory*, never the file (each refresh renames a new
+file into place) and never $tokens_root itself (it holds every target's token):
+    docker run -v $tokens_root/NAME:/run/github-token:ro ...      # or: podman run --userns=keep-id -v ...
+    then read /run/github-token/token.json inside the container.
+The directories are 0700 and the files 0600, owned by $(id -un); inside the container read
+them as the same uid (podman --userns=keep-id, docker --user $(id -u)).
+EOF
+  linger_hint
+  path_hint
+}
+
 # --- modes ----------------------------------------------------------------------------------
 do_install() {
   user_manager_ok
   ((dry_run)) && say "dry run: nothing will be changed"
-  collect_settings
+  if config_mode && [[ -z $config_src ]]; then
+    die "$unit runs the targets in $targets_dest ($config_dropin). Change them with: ./setup.sh --config FILE. Back to a single target: ./setup.sh --uninstall, then ./setup.sh with its flags" 2
+  fi
+  if config_mode; then
+    collect_config
+  else
+    collect_settings
+  fi
   obtain_binary
   local was_running
   was_running=$(running_units)
   install_binary
   install_units
   install_key
-  write_env_file
-  write_output_dropin
+  if config_mode; then
+    # check the new file before it replaces the one the service reads
+    run_check_targets "$config_src"
+    install_targets_file
+    write_config_dropin
+  else
+    write_env_file
+    write_output_dropin
+  fi
   write_userns_dropin
   if ((${#changed_units[@]} || ${#config_changed_units[@]})); then
     act systemctl --user daemon-reload
   fi
-  run_check
+  config_mode || run_check
   # Running units (this one, other instances) that a new binary, unit or drop-in affects
   # pick it up now.
   local restart
@@ -616,6 +839,13 @@ do_install() {
     restart_or_roll_back $restart
   else
     ((dry_run)) || rm -f "$prev_bin"
+  fi
+  # A running service that was not restarted re-reads a new targets file on reload: added
+  # targets start, changed ones mint, the others keep their tokens and schedules.
+  if config_mode && ((targets_changed)) && [[ " ${restart//$'\n'/ } " != *" $unit "* ]] &&
+    systemctl --user is-active --quiet "$unit" 2>/dev/null; then
+    say "reloading $unit (it re-reads $targets_dest)"
+    act systemctl --user reload "$unit"
   fi
   if systemctl --user is-enabled --quiet "$unit" 2>/dev/null && systemctl --user is-active --quiet "$unit"; then
     say "$unit: already enabled and running"
@@ -628,7 +858,11 @@ do_install() {
     fi
   fi
   ((dry_run)) && { say "dry run: done, nothing changed"; return; }
-  print_summary
+  if config_mode; then
+    print_targets_summary
+  else
+    print_summary
+  fi
 }
 
 do_update() {
@@ -642,8 +876,9 @@ do_update() {
   install_units
   local d
   for d in "$unit_dir/$name".service.d "$unit_dir/$name"@*.service.d; do
-    [[ -f $d/$userns_conf ]] && put_userns_dropin "$(basename "$d" .d)"
+    [[ -f $d/$userns_conf ]] && put_dropin "$(basename "$d" .d)" no-user-namespace.conf "$userns_conf"
   done
+  [[ -f $config_dropin ]] && put_dropin "$name.service" config-file.conf "$config_conf"
   if ((!binary_changed && ${#changed_units[@]} == 0 && ${#config_changed_units[@]} == 0)); then
     say "nothing to update: binary, units and drop-ins are the ones installed"
     ((dry_run)) || rm -f "$prev_bin"
@@ -717,7 +952,7 @@ do_uninstall() {
   [[ -n $instance ]] || dirs+=("$unit_dir/$name"@*.service.d)
   for d in "${dirs[@]}"; do
     [[ -d $d ]] || continue
-    remove "$d/setup-output.conf" "$d/$userns_conf"
+    remove "$d/setup-output.conf" "$d/$userns_conf" "$d/$config_conf"
     ((dry_run)) || rmdir "$d" 2>/dev/null || true
     changed=1
   done
@@ -756,6 +991,12 @@ do_uninstall() {
 do_check() {
   user_manager_ok
   [[ -x $bin ]] || die "$name is not installed ($bin is missing); run ./setup.sh first"
+  if config_mode; then
+    [[ -f $targets_dest ]] || die "$config_dropin is installed but $targets_dest is missing; run ./setup.sh --config FILE"
+    check_targets_paths "$targets_dest"
+    run_check_targets "$targets_dest"
+    return
+  fi
   [[ -f $env_file ]] || warn "$env_file does not exist"
   run_check
 }

@@ -6,6 +6,9 @@
 #   3. The template and the plain unit differ only where they name the instance.
 #   4. no-user-namespace.conf (the drop-in setup.sh installs where user namespaces are not
 #      available) verifies cleanly on top of each unit; its exposure is printed, not enforced.
+#   5. config-file.conf (the drop-in of `setup.sh --config`) verifies cleanly on top of the
+#      plain unit, keeps its exposure <= 2.5, and unsets every single-target environment
+#      variable that src/cli.rs defines (any one of them makes `run --config` exit 78).
 # Needs systemd-analyze (systemd >= 250). Exits non-zero, saying why, on any failure.
 set -euo pipefail
 
@@ -87,6 +90,42 @@ for unit in "${units[@]}"; do
     ok "verify $name + $(basename "$dropin") (reduced profile, exposure ${exposure:-unknown}; not enforced)"
   fi
 done
+
+# The drop-in for a targets file, on top of the plain unit.
+config=$here/config-file.conf
+name=$(basename "${units[0]}")
+dir=$work/config-${name%.service}
+mkdir -p "$dir/$name.d"
+cp "${units[0]}" "$dir/$name"
+cp "$config" "$dir/$name.d/setup-config-file.conf"
+rc=0
+out=$(cd "$work" && HOME=$home systemd-analyze verify --user "$dir/$name" 2>&1) || rc=$?
+if [[ $rc -ne 0 || -n $out ]]; then
+  fail "systemd-analyze verify --user $name + $(basename "$config") (exit $rc):"
+  printf '%s\n' "$out" | sed 's/^/    /' >&2
+else
+  ok "verify $name + $(basename "$config")"
+fi
+exposure=$(cd "$work" && HOME=$home systemd-analyze security --user --offline=true "$dir/$name" 2>&1 |
+  sed -n 's/^→ Overall exposure level for .*: \([0-9.]*\) .*/\1/p')
+if [[ -z $exposure ]] || awk -v e="$exposure" -v t="$threshold" 'BEGIN { exit !(e > t) }'; then
+  fail "$name + $(basename "$config"): exposure ${exposure:-unknown} is above $threshold"
+else
+  ok "security $name + $(basename "$config"): exposure $exposure (<= $threshold)"
+fi
+cli=$here/../src/cli.rs
+if [[ -f $cli ]]; then
+  want=$(grep -o 'env = "[A-Z_]*"' "$cli" | cut -d'"' -f2 | grep -vx GITHUB_TOKEN_REFRESHER_CONFIG | sort -u)
+  have=$(sed -n 's/^UnsetEnvironment=//p' "$config" | tr ' ' '\n' | sed '/^$/d' | sort -u)
+  if [[ $want == "$have" ]]; then
+    ok "$(basename "$config") unsets all $(wc -l <<<"$want") single-target variables of src/cli.rs"
+  else
+    fail "$(basename "$config")'s UnsetEnvironment= differs from the variables in src/cli.rs (< cli.rs, > drop-in):"
+    diff <(echo "$want") <(echo "$have") | grep '^[<>]' | sed 's/^/    /' >&2
+  fi
+else
+  echo "lint: skip the variable list of $(basename "$config"): no $cli"
+fi
 
 # The template is the plain unit with the instance name in five places. Compare the two
 # with comments dropped and the instance-specific values mapped back.

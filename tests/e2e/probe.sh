@@ -14,7 +14,14 @@ find / \( -path /proc -o -path /sys -o -path "$RUNTIME_DIRECTORY" \) -prune -o -
   done
 touch "$RUNTIME_DIRECTORY/.e2e-probe-w" 2>/dev/null && echo "token-dir-writable" >>"$out.tmp"
 rm -f "$RUNTIME_DIRECTORY/.e2e-probe-w"
-[ -e "$HOME/.config" ] && echo "sees $HOME/.config" >>"$out.tmp"
+if [ -z "${GITHUB_TOKEN_REFRESHER_CONFIG:-}" ]; then
+  [ -e "$HOME/.config" ] && echo "sees $HOME/.config" >>"$out.tmp"
+else
+  # with a targets file (setup.sh --config): of ~/.config, that file alone, read-only
+  find "$HOME/.config" ! -type d ! -path "$GITHUB_TOKEN_REFRESHER_CONFIG" 2>/dev/null | sed 's/^/sees /' >>"$out.tmp"
+  [ -r "$GITHUB_TOKEN_REFRESHER_CONFIG" ] && echo "targets-readable" >>"$out.tmp"
+  [ -w "$GITHUB_TOKEN_REFRESHER_CONFIG" ] && echo "targets-writable" >>"$out.tmp"
+fi
 [ -e "$HOME/.ssh" ] && echo "sees $HOME/.ssh" >>"$out.tmp"
 [ -S "$XDG_RUNTIME_DIR/bus" ] && echo "sees the user bus $XDG_RUNTIME_DIR/bus" >>"$out.tmp"
 [ -S "$XDG_RUNTIME_DIR/systemd/private" ] && echo "sees the user manager's private socket" >>"$out.tmp"

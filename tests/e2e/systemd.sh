@@ -8,7 +8,8 @@
 # there as dev, installs the service with setup.sh as dev and walks through install, the
 # hardening as seen from inside the unit, reload, a configuration error, kill -9, updates
 # (good, unchanged, changed unit, broken, with a reader checking the token file all along),
-# a second instance, the no-user-namespace fallback, uninstall, and a search of the journal
+# a second instance, the no-user-namespace fallback, several targets from a TOML file
+# (setup.sh --config: refusal, switch, hardening, reload), uninstall, and a search of the journal
 # and setup.sh's output for secrets. Prints one PASS/FAIL line per check and
 # "N passed, M failed"; exits non-zero on any failure. About a minute once the sandbox's
 # root file system exists. The sandbox is always powered off at the end.
@@ -454,6 +455,107 @@ t_uninstall_nons() {
 }
 expect "no user namespaces: --uninstall --instance nons --purge removes the drop-in too" t_uninstall_nons
 
+# --- several targets in one service (setup.sh --config) ----------------------------------------
+# The default unit, running one target from its env file, switches to a targets file. The env
+# file is left as it is, GITHUB_APP_ID and all: the drop-in must keep every single-target
+# variable away from `run --config`, whichever way systemd sets it.
+TARGETS=$HOME_DEV/.config/$UNIT/targets/targets.toml
+CONFIG_DROPIN=$HOME_DEV/.config/systemd/user/$UNIT.service.d/setup-config-file.conf
+T_ACME=$RUN/$UNIT/acme/token.json
+T_OCTO=$RUN/$UNIT/octo/token.json
+T_GADGETS=$RUN/$UNIT/gadgets/token.json
+put_user_file() { # PATH: stdin to PATH as dev, renamed into place as an editor would
+  "$sandbox" user bash -c "mkdir -p $(dirname "$1") && cat >$1.e2e-tmp && mv -f $1.e2e-tmp $1"
+}
+two_targets=$(printf '%s\n' 'app_id = 1234' "api_url = \"$API\"" '' \
+  '[[target]]' 'name = "acme"' 'installation_id = 100' 'repositories = ["widgets"]' 'permissions = { contents = "read" }' '' \
+  '[[target]]' 'name = "octo"' 'installation_id = 200')
+printf '%s\n' "$two_targets" | put_user_file "$HOME_DEV/cfg/targets.toml"
+printf '%s\n%s\n' "$two_targets" 'output = "/home/dev/tokens/octo.json"' | put_user_file "$HOME_DEV/cfg/outside.toml"
+
+pid=$(prop $UNIT MainPID)
+run_setup config-outside --config "$HOME_DEV/cfg/outside.toml" --binary "$NEW"
+t_config_outside() {
+  [[ $rc != 0 ]] || { echo "setup.sh exited 0"; return 1; }
+  contains "$out" "line 13: output '/home/dev/tokens/octo.json' is outside $RUN/$UNIT/" || return 1
+  absent "$CONFIG_DROPIN" "$TARGETS" || return 1
+  [[ $(prop $UNIT MainPID) == "$pid" ]] || { echo "the daemon was restarted"; return 1; }
+}
+expect "config: a targets file writing outside the token directory is refused before anything is installed" t_config_outside
+
+run_setup config --config "$HOME_DEV/cfg/targets.toml" --binary "$NEW"
+t_config() {
+  [[ $rc == 0 ]] || { echo "exit $rc"; tail -n 20 <<<"$out"; return 1; }
+  contains "$out" "all checks passed" || return 1
+  u cmp -s /src/systemd/config-file.conf "$CONFIG_DROPIN" || { echo "drop-in not installed"; return 1; }
+  mode_is 600 "$TARGETS" && mode_is 700 "$(dirname "$TARGETS")" || return 1
+  [[ $(prop $UNIT MainPID) != "$pid" ]] || { echo "not restarted"; return 1; }
+  is_active $UNIT
+}
+expect "config: setup.sh --config checks the file, copies it (0600), installs the drop-in, restarts the unit" t_config
+t_config_tokens() {
+  token_valid "$T_ACME" && token_valid "$T_OCTO" || return 1
+  [[ $(token_of "$T_ACME" account) == acme && $(token_of "$T_OCTO" account) == octocat ]] ||
+    { echo "accounts: $(token_of "$T_ACME" account), $(token_of "$T_OCTO" account)"; return 1; }
+}
+expect "config: both targets' token files valid (installation 100 for acme, 200 for octocat)" t_config_tokens
+remember_token "$T_ACME"
+remember_token "$T_OCTO"
+status_is() { [[ $(prop $UNIT StatusText) == "$1" ]] || { echo "STATUS: $(prop $UNIT StatusText)"; return 1; }; }
+wait_for 10 status_is "2 targets: 2 fresh"
+expect "config: STATUS says '2 targets: 2 fresh'" status_is "2 targets: 2 fresh"
+t_config_env() {
+  local env
+  env=$(r cat "/proc/$(prop $UNIT MainPID)/environ" | tr '\0' '\n')
+  grep -qx "GITHUB_TOKEN_REFRESHER_CONFIG=$TARGETS" <<<"$env" || { echo "no GITHUB_TOKEN_REFRESHER_CONFIG=$TARGETS"; return 1; }
+  ! grep -E '^GITHUB_(APP_|TOKEN_FILE|API_URL|TOKEN_REPOSITORIES|TOKEN_PERMISSIONS|TOKEN_REFRESH_|TOKEN_MIN_|HTTP_)' <<<"$env" || return 1
+  u grep -q '^GITHUB_APP_ID=' "$HOME_DEV/.config/$UNIT/env" || { echo "the env file sets no GITHUB_APP_ID: this proves nothing"; return 1; }
+}
+expect "config: UnsetEnvironment= strips the env file's and the unit's single-target variables (systemd 252)" t_config_env
+
+ush "cd ~/.config/systemd/user && cp $UNIT.service e2e-probe.service && mkdir -p e2e-probe.service.d &&
+  cp $CONFIG_DROPIN e2e-probe.service.d/ &&
+  printf '[Service]\nType=oneshot\nExecStart=\nExecStart=/bin/sh /src/tests/e2e/probe.sh\nExecReload=\nWatchdogSec=0\n' >e2e-probe.service.d/probe.conf &&
+  systemctl --user daemon-reload && systemctl --user start e2e-probe.service" >"$logs/probe-config.log" 2>&1 || true
+probe=$(u cat "$RUN/$UNIT/.e2e-probe" 2>&1 || true)
+printf '%s\n' "$probe" >>"$logs/probe-config.log"
+t_probe_config() {
+  local want=$'writable /tmp\nwritable /var/tmp\ntoken-dir-writable\ntargets-readable\ncredential-readable'
+  [[ $probe == "$want" ]] || { echo "probe found:"; echo "$probe"; return 1; }
+}
+expect "config: hardening unchanged; of ~/.config the service sees the targets file alone, read-only" t_probe_config
+ush "rm -f $RUN/$UNIT/.e2e-probe; cd ~/.config/systemd/user && rm -rf e2e-probe.service e2e-probe.service.d && systemctl --user daemon-reload"
+
+# Edited in place the way editors save (a new file renamed over the old one), then reloaded.
+pid=$(prop $UNIT MainPID)
+gen_acme=$(token_of "$T_ACME" generation)
+printf '%s\n%s\n' "$two_targets" $'\n[[target]]\nname = "gadgets"\ninstallation_id = 100\nrepositories = ["gadgets"]' |
+  put_user_file "$TARGETS"
+rc=0
+u systemctl --user reload $UNIT || rc=$?
+wait_for 20 status_is "3 targets: 3 fresh" || true
+t_config_reload() {
+  [[ $rc == 0 ]] || { echo "reload exit $rc"; return 1; }
+  status_is "3 targets: 3 fresh" && token_valid "$T_GADGETS" || return 1
+  [[ $(prop $UNIT MainPID) == "$pid" ]] || { echo "restarted instead of reloaded"; return 1; }
+  [[ $(token_of "$T_ACME" generation) == "$gen_acme" ]] || { echo "acme was minted again"; return 1; }
+}
+expect "config: a target added to the file (renamed into place) starts on reload: '3 targets: 3 fresh'; the others keep their tokens" t_config_reload
+remember_token "$T_GADGETS"
+
+run_setup config-check --check
+t_config_check() { [[ $rc == 0 ]] && contains "$out" "[gadgets]" && contains "$out" "all checks passed"; }
+expect "config: setup.sh --check runs 'check --config' on the installed targets file" t_config_check
+run_setup config-update --update --binary "$NEW"
+t_config_update() {
+  [[ $rc == 0 ]] && contains "$out" "nothing to update" || return 1
+  u cmp -s /src/systemd/config-file.conf "$CONFIG_DROPIN" && [[ $(prop $UNIT MainPID) == "$pid" ]]
+}
+expect "config: --update keeps the drop-in" t_config_update
+run_setup config-single --app-id 1234 --installation-id 100 --api-url "$API" --binary "$NEW"
+t_config_single() { [[ $rc == 2 ]] && contains "$out" "--config FILE" && [[ $(prop $UNIT MainPID) == "$pid" ]]; }
+expect "config: a single-target install over it is refused (exit 2), naming the way back" t_config_single
+
 # --- uninstall ----------------------------------------------------------------------------------
 run_setup uninstall-dry --uninstall --purge --dry-run
 t_dry() { [[ $rc == 0 ]] && contains "$out" "would run" && is_active $UNIT && u test -f "$TOKEN" && u test -f "$INSTALLED"; }
@@ -473,6 +575,8 @@ t_uninstall() {
   [[ -z $left ]] || { echo "still there: $left"; return 1; }
 }
 expect "uninstall --purge: nothing left (binary, units, config, key, token directory, processes)" t_uninstall
+expect "uninstall: the --config drop-in and the targets file are gone" \
+  absent "$CONFIG_DROPIN" "$(dirname "$CONFIG_DROPIN")" "$TARGETS"
 run_setup uninstall-again --uninstall --purge
 expect "uninstall: running it again is fine (exit 0)" test "$rc" == 0
 
