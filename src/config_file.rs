@@ -119,6 +119,8 @@ pub struct FileConfig {
 struct Source<'a> {
     path: &'a Path,
     text: &'a str,
+    /// `status` reads only the token files: a target may then name no key at all.
+    key_optional: bool,
 }
 
 impl Source<'_> {
@@ -155,9 +157,34 @@ pub fn load(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
     parse(&text, path, env)
 }
 
+/// Read the file for `status`, which needs the targets' outputs but never a key: a file
+/// that relies on systemd's credential (`$CREDENTIALS_DIRECTORY`) works from a shell too.
+pub fn load_for_status(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read configuration file '{}': {e}",
+            path.display()
+        ))
+    })?;
+    parse_with(&text, path, env, true)
+}
+
 /// Parse and validate the text of a configuration file.
 pub fn parse(text: &str, path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
-    let src = Source { path, text };
+    parse_with(text, path, env, false)
+}
+
+fn parse_with(
+    text: &str,
+    path: &Path,
+    env: &HostEnv,
+    key_optional: bool,
+) -> Result<FileConfig, ConfigError> {
+    let src = Source {
+        path,
+        text,
+        key_optional,
+    };
     let raw: RawFile = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
@@ -262,6 +289,7 @@ fn build_target(
             Some(dir) if dir.join(crate::config::CREDENTIAL_NAME).exists() => {
                 dir.join(crate::config::CREDENTIAL_NAME)
             }
+            _ if src.key_optional => PathBuf::new(),
             _ => {
                 return src.err(
                     span,
@@ -520,6 +548,12 @@ jitter = "1m"
             "app_id = 1\nprivate_key_file = \"/k\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\noutput = \"rel.json\"\n",
         );
         assert!(e.contains("absolute"), "{e}");
+        let no_key = "app_id = 1\n[[target]]\nname = \"a\"\ninstallation_id = 1\n";
+        assert!(error_of(no_key).contains("no private_key_file"));
+        assert!(
+            parse_with(no_key, Path::new("/x"), &env(), true).is_ok(),
+            "status needs no key"
+        );
         let e = error_of("app_id = [\n");
         assert!(e.starts_with("/etc/gtr.toml:"), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");

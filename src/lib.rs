@@ -170,7 +170,7 @@ fn status(args: &cli::StatusArgs) -> i32 {
     let env = HostEnv::from_process();
     let now = chrono::Utc::now();
     if let Some(path) = args.config.as_ref().filter(|p| !p.as_os_str().is_empty()) {
-        let file = match config_file::load(path, &env) {
+        let file = match config_file::load_for_status(path, &env) {
             Ok(f) => f,
             Err(e) => return config_failure(&e),
         };
