@@ -772,13 +772,12 @@ EOF
 
 print_targets_summary() {
   local short=${unit%.service} state
-  # `status --config` wants each target's key; the service's is the credential, this file
-  state="CREDENTIALS_DIRECTORY=$conf_dir $name status --config $targets_dest"
+  state="$name status --config $targets_dest"
   cat <<EOF
 
 $unit is $(systemctl --user is-active "$unit" 2>/dev/null || true), running the targets in
 $targets_dest:
-$(CREDENTIALS_DIRECTORY=$conf_dir "$bin" status --config "$targets_dest" 2>&1 | sed 's/^/    /')
+$("$bin" status --config "$targets_dest" 2>&1 | sed 's/^/    /')
   status:      systemctl --user status $short
   logs:        journalctl --user -u $short -f
   token state: $state
