@@ -1,9 +1,14 @@
 //! `run`: the daemon. One `select!` loop over signals, the watchdog, finished refreshes and
-//! the next wall-clock deadline. Each target has its own schedule, backoff and error state;
-//! refreshes run as tasks, so one slow or failing target never delays another.
+//! the next deadline. Each target has its own schedule, backoff and error state; refreshes
+//! run as tasks, so one slow or failing target never delays another.
+//!
+//! Every deadline is kept on two clocks and falls due when either says so: the wall clock
+//! (which a suspend moves on, so a resumed host refreshes at once) and the monotonic clock
+//! (which a wall-clock step back does not move, so such a step cannot postpone a refresh
+//! past the token's expiry).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{SignalKind, signal};
@@ -36,6 +41,8 @@ pub type Loader = Box<dyn Fn() -> Result<FileConfig, ConfigError> + Send>;
 struct Current {
     /// By GitHub's clock, as written in the file.
     expires_at_unix: i64,
+    /// The same moment on the monotonic clock, when this process minted the token.
+    expires_mono: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -47,6 +54,8 @@ struct TargetState {
     current: Option<Current>,
     /// Local wall-clock time of the next attempt.
     next_at: DateTime<Utc>,
+    /// The same deadline on the monotonic clock (`None`: the wall clock alone).
+    next_mono: Option<Instant>,
     in_flight: bool,
     /// A reload asked for a mint while one was in flight: mint again when it finishes.
     mint_again: bool,
@@ -64,6 +73,7 @@ impl TargetState {
             resolved: None,
             current: None,
             next_at: now,
+            next_mono: None,
             in_flight: false,
             mint_again: false,
             attempt: 0,
@@ -76,6 +86,31 @@ impl TargetState {
     fn name(&self) -> &str {
         &self.target.name
     }
+
+    /// Plan the next attempt at `at` (local wall clock), and as long from now on the
+    /// monotonic clock.
+    fn plan(&mut self, at: DateTime<Utc>, now: DateTime<Utc>) {
+        self.next_at = at;
+        self.next_mono = Some(mono_after(now, at));
+    }
+
+    fn is_due(&self, now: DateTime<Utc>, mono: Instant) -> bool {
+        self.next_at <= now || self.next_mono.is_some_and(|m| m <= mono)
+    }
+
+    /// How long until the next attempt is due by either clock.
+    fn wait(&self, now: DateTime<Utc>, mono: Instant) -> Duration {
+        let wall = (self.next_at - now).to_std().unwrap_or(Duration::ZERO);
+        match self.next_mono {
+            Some(m) => wall.min(m.saturating_duration_since(mono)),
+            None => wall,
+        }
+    }
+}
+
+/// The monotonic instant as far from now as `at` is from `now`.
+fn mono_after(now: DateTime<Utc>, at: DateTime<Utc>) -> Instant {
+    Instant::now() + (at - now).to_std().unwrap_or(Duration::ZERO)
 }
 
 struct TaskResult {
@@ -230,6 +265,7 @@ impl Daemon {
                     );
                     t.current = Some(Current {
                         expires_at_unix: file.expires_at_unix,
+                        expires_mono: None,
                     });
                     // With a configuration file (many targets), a restart keeps the plan the
                     // file records, rather than minting every target at once; with flags, a
@@ -245,8 +281,8 @@ impl Daemon {
                         && file.refresh_at_unix > now.timestamp()
                         && file.refresh_at_unix <= latest
                     {
-                        t.next_at =
-                            DateTime::from_timestamp(file.refresh_at_unix, 0).unwrap_or(now);
+                        let at = DateTime::from_timestamp(file.refresh_at_unix, 0).unwrap_or(now);
+                        t.plan(at, now);
                     }
                 }
             }
@@ -257,25 +293,35 @@ impl Daemon {
         chrono::Duration::seconds(self.res.client(&t.target).clock_offset())
     }
 
-    /// Seconds the target's current token has left, by GitHub's clock.
+    /// Seconds the target's current token has left, by GitHub's clock, or by the monotonic
+    /// clock when that says less (the wall clock was stepped back since the mint, and the
+    /// offset to GitHub's clock is not learned again until GitHub answers).
     fn remaining(&self, t: &TargetState) -> Option<i64> {
         let now = self.clock.now() + self.server_offset(t);
-        t.current
-            .as_ref()
-            .map(|c| c.expires_at_unix - now.timestamp())
+        t.current.as_ref().map(|c| {
+            let wall = c.expires_at_unix - now.timestamp();
+            match c.expires_mono {
+                Some(m) => wall.min(secs_until(m)),
+                None => wall,
+            }
+        })
     }
 
     fn is_fresh(&self, t: &TargetState) -> bool {
         self.remaining(t).is_some_and(|r| r > 0)
     }
 
+    /// Start the due refreshes, earliest first, at most [`MAX_IN_FLIGHT`] at a time.
     fn start_due(&mut self) {
         let now = self.clock.now();
-        for t in self
-            .targets
-            .iter_mut()
-            .filter(|t| !t.in_flight && t.next_at <= now)
-        {
+        let mono = Instant::now();
+        let mut due: Vec<usize> = (0..self.targets.len())
+            .filter(|&i| !self.targets[i].in_flight && self.targets[i].is_due(now, mono))
+            .collect();
+        due.sort_by_key(|&i| self.targets[i].next_at);
+        due.truncate(MAX_IN_FLIGHT.saturating_sub(self.tasks.len()));
+        for i in due {
+            let t = &mut self.targets[i];
             t.in_flight = true;
             let ctx = Ctx::new(&self.res, &t.target, self.clock.clone());
             let span = tracing::info_span!("refresh", target = %t.target.name);
@@ -308,21 +354,25 @@ impl Daemon {
 
     fn time_to_next_deadline(&self) -> Duration {
         let now = self.clock.now();
-        let mut next = now + chrono::Duration::from_std(NAP).unwrap_or_default();
+        let mono = Instant::now();
+        let mut wait = NAP;
         // when every slot is busy, a finished task (not the clock) wakes the loop
         let slots_free = self.tasks.len() < MAX_IN_FLIGHT;
         for t in &self.targets {
-            if !t.in_flight && (slots_free || t.next_at > now) {
-                next = next.min(t.next_at);
+            if !t.in_flight && (slots_free || !t.is_due(now, mono)) {
+                wait = wait.min(t.wait(now, mono));
             }
             if let (Some(c), false) = (&t.current, t.expiry_reported) {
                 let local_expiry = DateTime::from_timestamp(c.expires_at_unix, 0)
                     .unwrap_or_default()
                     - self.server_offset(t);
-                next = next.min(local_expiry.max(now));
+                wait = wait.min((local_expiry - now).to_std().unwrap_or(Duration::ZERO));
+                if let Some(m) = c.expires_mono {
+                    wait = wait.min(m.saturating_duration_since(mono));
+                }
             }
         }
-        (next - now).to_std().unwrap_or(Duration::ZERO).min(NAP)
+        wait
     }
 
     /// Handle a finished refresh; returns an exit code when the daemon must stop.
@@ -345,11 +395,12 @@ impl Daemon {
         match r.result {
             Ok(p) => {
                 t.current = Some(p.current);
-                t.next_at = if std::mem::take(&mut t.mint_again) {
+                let at = if std::mem::take(&mut t.mint_again) {
                     now
                 } else {
                     p.refresh_at
                 };
+                t.plan(at, now);
                 t.attempt = 0;
                 t.budget.clear();
                 t.last_error = None;
@@ -361,13 +412,15 @@ impl Daemon {
                 let kind = match &e {
                     RefreshError::Github(g) => g.retry_kind(),
                     RefreshError::Sign(_) => schedule::RetryKind::Permanent,
+                    RefreshError::Write(_) if permanent => schedule::RetryKind::Permanent,
                     RefreshError::Write(_) => schedule::RetryKind::Transient,
                 };
                 let delay = schedule::retry_delay(kind, t.attempt, rand::random());
                 t.budget.record(now);
-                t.next_at = t
+                let at = t
                     .budget
                     .earliest(now + chrono::Duration::from_std(delay).unwrap_or_default());
+                t.plan(at, now);
                 let has_token = t
                     .current
                     .as_ref()
@@ -500,12 +553,12 @@ impl Daemon {
                     "token valid until {at}, next refresh {}",
                     clock_time(t.next_at)
                 ),
+                (Some(_), Some(at)) => format!("token EXPIRED at {at}, minting a new one"),
                 _ => "minting the first token".into(),
             },
             Some((err, permanent)) => {
-                let wait = format_duration(Duration::from_secs(
-                    (t.next_at - now).num_seconds().max(0) as u64,
-                ));
+                let wait =
+                    format_duration(Duration::from_secs(t.wait(now, Instant::now()).as_secs()));
                 if *permanent {
                     format!("{err}; retrying in {wait}; {token}")
                 } else {
@@ -534,7 +587,7 @@ impl Daemon {
                     match pos.map(|p| old.remove(p)) {
                         Some(mut prev) if *prev.target == target => {
                             if self.refresh_all_on_reload {
-                                prev.next_at = now;
+                                prev.plan(now, now);
                                 prev.mint_again = prev.in_flight;
                             }
                             kept += 1;
@@ -664,10 +717,196 @@ async fn refresh_once(
         "minted a token and wrote '{}'",
         target.output.display()
     );
+    let left =
+        DateTime::from_timestamp(written.expires_at_unix, 0).unwrap_or_default() - server_now;
     Ok(Published {
         current: Current {
             expires_at_unix: written.expires_at_unix,
+            expires_mono: Some(Instant::now() + left.to_std().unwrap_or(Duration::ZERO)),
         },
         refresh_at,
     })
+}
+
+/// Whole seconds until `m` (rounded up), negative once it has passed.
+fn secs_until(m: Instant) -> i64 {
+    let now = Instant::now();
+    if m >= now {
+        (m - now).as_secs_f64().ceil() as i64
+    } else {
+        -((now - m).as_secs() as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop's timing with an injected wall clock ([`ManualClock`]): the monotonic clock
+    //! keeps running for real, as it does across a wall-clock step, and stands still while
+    //! the wall clock is moved on, as across a suspend. Nothing is sent to GitHub.
+
+    use std::path::Path;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::HostEnv;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn minutes(m: i64) -> chrono::Duration {
+        chrono::Duration::minutes(m)
+    }
+
+    /// A daemon over `n` targets of one App (45-minute refreshes, no jitter).
+    fn daemon(clock: &Arc<ManualClock>, dir: &Path, n: usize) -> Daemon {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.join("app.pem");
+        std::fs::write(&key, &fake_github::TestKey::shared().pkcs1_pem).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut text = format!(
+            "app_id = 1234\nprivate_key_file = \"{}\"\napi_url = \"http://127.0.0.1:9\"\n\
+             refresh_interval = \"45m\"\njitter = \"0s\"\n",
+            key.display()
+        );
+        for i in 0..n {
+            text += &format!(
+                "[[target]]\nname = \"t{i}\"\ninstallation_id = 100\noutput = \"{}\"\n",
+                dir.join(format!("t{i}/token.json")).display()
+            );
+        }
+        let file =
+            crate::config_file::parse(&text, Path::new("t.toml"), &HostEnv::default()).unwrap();
+        let res = Resources::load(&file.config, None).unwrap();
+        let clock: Arc<dyn Clock> = clock.clone();
+        Daemon::new(
+            file.config,
+            res,
+            Box::new(|| Err(ConfigError("no reload in this test".into()))),
+            false,
+            clock,
+        )
+    }
+
+    /// As if target `i`'s refresh finished at `now`: a token for `lifetime`, the next
+    /// refresh `next` later.
+    fn minted(d: &mut Daemon, i: usize, lifetime: Duration, next: Duration) {
+        let now = d.clock.now();
+        d.targets[i].in_flight = true;
+        let r = TaskResult {
+            name: d.targets[i].name().to_owned(),
+            epoch: d.targets[i].epoch,
+            resolved: None,
+            result: Ok(Published {
+                current: Current {
+                    expires_at_unix: (now + chrono::Duration::from_std(lifetime).unwrap())
+                        .timestamp(),
+                    expires_mono: Some(Instant::now() + lifetime),
+                },
+                refresh_at: now + chrono::Duration::from_std(next).unwrap(),
+            }),
+        };
+        assert_eq!(d.finish(r), None);
+    }
+
+    fn due(d: &Daemon) -> bool {
+        d.targets[0].is_due(d.clock.now(), Instant::now())
+    }
+
+    #[test]
+    fn the_loop_never_sleeps_past_a_nap() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let mut d = daemon(&clock, dir.path(), 1);
+        minted(
+            &mut d,
+            0,
+            Duration::from_secs(3600),
+            Duration::from_secs(45 * 60),
+        );
+        assert!(!due(&d));
+        assert_eq!(d.time_to_next_deadline(), NAP);
+        assert!(d.status_line().starts_with("token valid until"));
+    }
+
+    #[test]
+    fn after_a_suspend_the_refresh_is_due_at_once_and_an_expired_token_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let mut d = daemon(&clock, dir.path(), 1);
+        minted(
+            &mut d,
+            0,
+            Duration::from_secs(3600),
+            Duration::from_secs(45 * 60),
+        );
+        // 50 minutes of suspend: the wall clock moved on, the monotonic clock did not
+        clock.advance(minutes(50));
+        assert!(due(&d), "due by the wall clock");
+        assert_eq!(d.time_to_next_deadline(), Duration::ZERO);
+        assert!(d.remaining(&d.targets[0]).unwrap() <= 600);
+        // 70 minutes: the token has expired, although the monotonic clock says otherwise
+        clock.advance(minutes(20));
+        assert!(d.remaining(&d.targets[0]).unwrap() < 0);
+        d.report_expiries();
+        assert!(d.targets[0].expiry_reported);
+        assert!(
+            d.status_line().starts_with("token EXPIRED at"),
+            "{}",
+            d.status_line()
+        );
+    }
+
+    #[test]
+    fn a_wall_clock_stepped_back_cannot_postpone_the_refresh_or_hide_an_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let mut d = daemon(&clock, dir.path(), 1);
+        minted(
+            &mut d,
+            0,
+            Duration::from_millis(1500),
+            Duration::from_millis(300),
+        );
+        clock.set(t0() - minutes(50));
+        assert!(!due(&d), "not yet by either clock");
+        let nap = d.time_to_next_deadline();
+        assert!(
+            nap <= Duration::from_millis(300),
+            "wakes for the monotonic deadline: {nap:?}"
+        );
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(
+            due(&d),
+            "due by the monotonic clock, 50 minutes early by the wall clock"
+        );
+        assert!(
+            d.remaining(&d.targets[0]).unwrap() <= 2,
+            "the monotonic expiry counts"
+        );
+        std::thread::sleep(Duration::from_millis(1300));
+        assert!(d.remaining(&d.targets[0]).unwrap() <= 0);
+        d.report_expiries();
+        assert!(
+            d.targets[0].expiry_reported,
+            "an expiry is reported after a step back too"
+        );
+    }
+
+    #[tokio::test]
+    async fn at_most_max_in_flight_refreshes_start_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let n = MAX_IN_FLIGHT + 4;
+        let mut d = daemon(&clock, dir.path(), n);
+        d.start_due();
+        assert_eq!(d.tasks.len(), MAX_IN_FLIGHT);
+        let waiting = d.targets.iter().filter(|t| !t.in_flight).count();
+        assert_eq!(waiting, 4);
+        // the due ones wait for a slot: a finished task wakes the loop, not a busy clock
+        assert_eq!(d.time_to_next_deadline(), NAP);
+        d.start_due();
+        assert_eq!(d.tasks.len(), MAX_IN_FLIGHT);
+        d.tasks.abort_all();
+    }
 }

@@ -124,6 +124,13 @@ pub fn parse_key(pem: &[u8], path: &Path) -> Result<AppKey, ConfigError> {
     }
     let key = match EncodingKey::from_rsa_pem(pem) {
         Ok(k) => k,
+        // PKCS#8 holds any algorithm: an EC or Ed25519 key has the same PEM header
+        Err(_) if text.contains("-----BEGIN PRIVATE KEY-----") => {
+            return fail(
+                "holds a private key that is not an RSA key, or is corrupt (GitHub Apps sign \
+                 with RSA): use the .pem downloaded from the App's settings page",
+            );
+        }
         Err(_) => {
             return fail(
                 "does not hold an RSA private key in PEM form (-----BEGIN RSA PRIVATE KEY----- \
@@ -222,10 +229,35 @@ mod tests {
                 .contains("not an RSA key")
         );
         assert!(e("hello").contains("does not hold an RSA private key"));
+        // PKCS#8 of another algorithm (an Ed25519 key, as `openssl genpkey` writes it)
+        assert!(
+            e("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ2PQ8QYWQfvP1Qc3w1kO2RCVnZC3b3hVZ8M7m0nWq7D\n-----END PRIVATE KEY-----\n")
+                .contains("not an RSA key")
+        );
         assert!(
             e("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")
                 .starts_with("private key file '/k.pem'")
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_key_file_contents_are_refused_or_accepted_without_a_panic(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+        ) {
+            let _ = parse_key(&bytes, Path::new("/k.pem"));
+        }
+
+        #[test]
+        fn pem_armour_around_junk_is_refused_without_a_panic(
+            label in proptest::sample::select(vec!["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY"]),
+            body in "[A-Za-z0-9+/=\n]{0,600}",
+        ) {
+            let pem = format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n");
+            let e = parse_key(pem.as_bytes(), Path::new("/k.pem"));
+            proptest::prop_assert!(e.is_err());
+            proptest::prop_assert!(!e.unwrap_err().0.contains(body.trim()) || body.trim().len() < 8);
+        }
     }
 
     #[test]

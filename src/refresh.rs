@@ -94,15 +94,19 @@ pub enum RefreshError {
 impl RefreshError {
     pub fn short(&self) -> String {
         match self {
-            RefreshError::Github(e) => format!("GitHub answered {}", e.short()),
+            RefreshError::Github(e) => e.short(),
             other => other.to_string(),
         }
     }
 
+    /// Retrying won't fix it soon. A directory where the token file belongs needs a person
+    /// (and, before a first token, exits 78 rather than retrying forever); other write
+    /// errors (disk full, read-only) usually pass.
     pub fn is_permanent(&self) -> bool {
         match self {
             RefreshError::Github(e) => e.is_permanent(),
             RefreshError::Sign(_) => true,
+            RefreshError::Write(WriteError::TargetIsDirectory(_)) => true,
             RefreshError::Write(_) => false,
         }
     }

@@ -89,10 +89,8 @@ impl TokenFile {
     /// Parse and check a file's text. Accepts files with only `token` and `expires_at`
     /// (older tools write no more), filling `expires_at_unix` from `expires_at`.
     pub fn parse(text: &str) -> Result<TokenFile, String> {
-        let mut file: TokenFile = serde_json::from_str(text).map_err(|e| {
-            // serde_json's message names the field or position, never the value
-            format!("not a token file: {e}")
-        })?;
+        let mut file: TokenFile = serde_json::from_str(text)
+            .map_err(|e| format!("not a token file: {}", json_error_without_values(&e)))?;
         if file.token.is_empty() {
             return Err("not a token file: \"token\" is empty".into());
         }
@@ -103,6 +101,32 @@ impl TokenFile {
         }
         Ok(file)
     }
+}
+
+/// serde_json's message (the field, what was expected, the position) without the values it
+/// quotes: `invalid type: string "ghs_…", expected u64` would print a token that sits in the
+/// wrong field.
+pub fn json_error_without_values(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let mut out = String::with_capacity(msg.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in msg.chars() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => {
+                quoted = false;
+                out.push_str("\"…\"");
+            }
+            (true, false, _) => {}
+            (false, _, '"') => quoted = true,
+            (false, _, c) => out.push(c),
+        }
+    }
+    if quoted {
+        out.push_str("\"…");
+    }
+    out
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -161,7 +185,7 @@ pub enum WriteError {
     AlreadyExpired(String),
     #[error("'{0}' is a directory; remove it or choose another --output")]
     TargetIsDirectory(PathBuf),
-    #[error("cannot create directory '{path}': {source}")]
+    #[error("cannot create directory '{path}': {source} (create it, or choose another --output)")]
     CreateDir { path: PathBuf, source: io::Error },
     #[error("cannot write token file in '{dir}': {source}")]
     Io { dir: PathBuf, source: io::Error },
@@ -443,6 +467,39 @@ mod tests {
         assert!(TokenFile::parse(r#"{"token":"","expires_at":"2027-01-15T10:00:00Z"}"#).is_err());
         let err = TokenFile::parse(r#"{"token":"ghs_secret","expires_at":"soon"}"#).unwrap_err();
         assert!(!err.contains("ghs_secret"));
+        // a secret in a field of another type: serde_json would quote it
+        let err = TokenFile::parse(
+            r#"{"token":"ghs_secret","expires_at":"2027-01-15T10:00:00Z","generation":"ghs_sec\"ret"}"#,
+        )
+        .unwrap_err();
+        assert!(!err.contains("ghs_sec"), "{err}");
+        assert!(
+            err.contains("invalid type: string \"…\", expected u64"),
+            "{err}"
+        );
+        let err = TokenFile::parse(r#"{"expires_at":"2027-01-15T10:00:00Z"}"#).unwrap_err();
+        assert!(err.contains("missing field `token`"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// Whatever sits in the file (another tool's output, a half-written file from an
+        /// older writer), reading it never panics and never echoes a token.
+        #[test]
+        fn parsing_any_file_never_panics(text in "\\PC{0,400}") {
+            let _ = TokenFile::parse(&text);
+        }
+
+        #[test]
+        fn a_secret_in_any_field_never_reaches_the_error(
+            field in proptest::sample::select(vec!["token", "expires_at", "expires_at_unix", "generation", "installation_id", "permissions", "repositories", "generated_at_unix"]),
+            secret in "ghs_[A-Za-z0-9\"\\\\]{4,36}",
+        ) {
+            let quoted = serde_json::to_string(&secret).unwrap();
+            let text = format!(r#"{{"token":"x","expires_at":"2027-01-15T10:00:00Z","{field}":{quoted}}}"#);
+            if let Err(e) = TokenFile::parse(&text) {
+                proptest::prop_assert!(!e.contains("ghs_"), "{}", e);
+            }
+        }
     }
 
     #[test]

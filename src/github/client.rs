@@ -185,12 +185,20 @@ impl Client {
         let body = self.send(what, req).await?;
         serde_json::from_slice(&body).map_err(|e| GithubError::BadResponse {
             what,
-            // serde_json names the field and position, never the value
-            reason: format!("not the expected JSON: {e}"),
+            // the field and position, never a value (a misplaced token would be quoted)
+            reason: format!(
+                "not the expected JSON: {}",
+                crate::token_file::json_error_without_values(&e)
+            ),
         })
     }
 
-    async fn send(&self, what: &'static str, req: RequestBuilder) -> Result<Vec<u8>, GithubError> {
+    /// The answer's body (zeroized on drop: a mint's answer holds the token).
+    async fn send(
+        &self,
+        what: &'static str,
+        req: RequestBuilder,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, GithubError> {
         let unreachable = |e: reqwest::Error| GithubError::Unreachable {
             what,
             reason: describe(&e),
@@ -208,7 +216,12 @@ impl Client {
             let offset = if offset.abs() <= 1 { 0 } else { offset };
             self.offset.store(offset, Ordering::Relaxed);
         }
-        let mut body = Vec::new();
+        // sized up front where the length is known, so no reallocation leaves a copy behind
+        let expected = resp
+            .content_length()
+            .unwrap_or(0)
+            .min(MAX_BODY_BYTES as u64);
+        let mut body = zeroize::Zeroizing::new(Vec::with_capacity(expected as usize));
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
@@ -315,10 +328,15 @@ pub(super) fn classify(
                     (at - server_now).to_std().ok()
                 })
         });
-    let reset_wait = header_secs(headers, "x-ratelimit-reset")
-        .and_then(|reset| (reset - server_now.timestamp()).try_into().ok())
-        .map(Duration::from_secs);
     let exhausted = header_secs(headers, "x-ratelimit-remaining") == Some(0);
+    // x-ratelimit-reset is when the *primary* limit resets: it says how long to wait only
+    // when that limit is used up. A secondary limit without Retry-After waits a minute
+    // (GitHub's documented rule), not until the primary reset, which may be an hour away.
+    let reset_wait = header_secs(headers, "x-ratelimit-reset")
+        .filter(|_| exhausted)
+        .and_then(|reset| reset.checked_sub(server_now.timestamp()))
+        .and_then(|secs| u64::try_from(secs).ok())
+        .map(Duration::from_secs);
     let limited = |wait: Option<Duration>| {
         Trouble::RateLimited(
             wait.unwrap_or(DEFAULT_RATE_LIMIT_WAIT)
@@ -420,6 +438,32 @@ mod tests {
             class(403, &[], "You have exceeded a secondary rate limit"),
             Trouble::RateLimited(DEFAULT_RATE_LIMIT_WAIT)
         );
+        // GitHub sends the primary limit's headers with a secondary limit too: a reset an
+        // hour away must not turn a one-minute wait into an hour
+        let later = (now().timestamp() + 3600).to_string();
+        let primary_headers = [
+            ("x-ratelimit-remaining", "4999"),
+            ("x-ratelimit-reset", later.as_str()),
+        ];
+        assert_eq!(
+            class(
+                403,
+                &primary_headers,
+                "You have exceeded a secondary rate limit"
+            ),
+            Trouble::RateLimited(DEFAULT_RATE_LIMIT_WAIT)
+        );
+        assert_eq!(
+            class(429, &primary_headers, ""),
+            Trouble::RateLimited(DEFAULT_RATE_LIMIT_WAIT)
+        );
+        // a reset in the past or absurd: at least a second, never a panic
+        for reset in ["-9223372036854775808", "0", "9223372036854775807"] {
+            let h = [("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", reset)];
+            assert!(
+                matches!(class(403, &h, "API rate limit exceeded"), Trouble::RateLimited(d) if d >= Duration::from_secs(1) && d <= MAX_RATE_LIMIT_WAIT)
+            );
+        }
         assert_eq!(
             class(429, &[("retry-after", "Fri, 15 Jan 2027 08:01:00 GMT")], ""),
             Trouble::RateLimited(Duration::from_secs(60))
@@ -461,6 +505,35 @@ mod tests {
             let _ = classify(status, &HeaderMap::new(), &msg, now());
             let _ = serde_json::from_slice::<AccessToken>(&body);
             let _ = serde_json::from_slice::<Installation>(&body);
+        }
+
+        #[test]
+        fn rate_limit_headers_never_panic_and_waits_stay_bounded(
+            status in 400u16..600,
+            retry_after in "\\PC{0,40}",
+            reset in proptest::prop_oneof![
+                proptest::strategy::Just(i64::MIN),
+                proptest::strategy::Just(i64::MAX),
+                -10_000i64..10_000_000_000,
+                proptest::num::i64::ANY,
+            ],
+            remaining in proptest::prop_oneof![proptest::strategy::Just(0i64), proptest::num::i64::ANY],
+            message in "\\PC{0,80}",
+        ) {
+            let mut h = HeaderMap::new();
+            for (name, value) in [
+                ("retry-after", retry_after),
+                ("x-ratelimit-reset", reset.to_string()),
+                ("x-ratelimit-remaining", remaining.to_string()),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(name, v);
+                }
+            }
+            let status = StatusCode::from_u16(status).unwrap();
+            if let Trouble::RateLimited(d) = classify(status, &h, &message, now()) {
+                proptest::prop_assert!(d >= Duration::from_secs(1) && d <= MAX_RATE_LIMIT_WAIT);
+            }
         }
     }
 }

@@ -59,14 +59,17 @@ impl GithubError {
         }
     }
 
-    /// A short form for STATUS= lines: "503 Service Unavailable" / "unreachable".
+    /// A short form for STATUS= lines: "GitHub answered 503 Service Unavailable",
+    /// "GitHub unreachable (timed out)", "unusable answer from GitHub (…)".
     pub fn short(&self) -> String {
         match self {
-            GithubError::Unreachable { reason, .. } => format!("unreachable ({reason})"),
+            GithubError::Unreachable { reason, .. } => format!("GitHub unreachable ({reason})"),
             GithubError::Status {
                 status, message, ..
-            } => format!("{status} {message}"),
-            GithubError::BadResponse { reason, .. } => format!("bad answer ({reason})"),
+            } => format!("GitHub answered {status} {message}"),
+            GithubError::BadResponse { reason, .. } => {
+                format!("unusable answer from GitHub ({reason})")
+            }
         }
     }
 
