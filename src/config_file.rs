@@ -139,11 +139,25 @@ impl Source<'_> {
 
     /// Turn a flag-style message (`--jitter '5': …`) into a key-style one (`jitter '5': …`).
     fn rekey<T>(&self, span: Range<usize>, r: Result<T, ConfigError>) -> Result<T, ConfigError> {
-        r.or_else(|e| {
-            let msg = e.0.replace("--", "");
-            self.err(span, msg)
-        })
+        r.or_else(|e| self.err(span, flag_to_key(&e.0)))
     }
+}
+
+/// `--refresh-interval '5': …` → `refresh_interval '5': …`: name the key as the file spells it.
+fn flag_to_key(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("--") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let len = after
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '-'))
+            .unwrap_or(after.len());
+        out.push_str(&after[..len].replace('-', "_"));
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Read and parse the file at `path`.
@@ -557,6 +571,18 @@ jitter = "1m"
         let e = error_of("app_id = [\n");
         assert!(e.starts_with("/etc/gtr.toml:"), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");
+    }
+
+    #[test]
+    fn errors_name_keys_as_the_file_spells_them() {
+        assert_eq!(
+            flag_to_key("--refresh-interval '5': expected --min-remaining"),
+            "refresh_interval '5': expected min_remaining"
+        );
+        let e = error_of(
+            "app_id = 1\nprivate_key_file = \"/k\"\nrefresh_interval = \"5\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\n",
+        );
+        assert!(e.contains(": refresh_interval '5'"), "{e}");
     }
 
     proptest::proptest! {

@@ -45,6 +45,8 @@ pub fn exit_code(e: &RefreshError) -> i32 {
     match e {
         RefreshError::Github(g) => Error::Github(g.clone()).exit_code(),
         RefreshError::Sign(_) => exit::CONFIG,
+        // a directory where the file should be: a configuration mistake
+        RefreshError::Write(_) if e.is_permanent() => exit::CONFIG,
         RefreshError::Write(_) => exit::FAILURE,
     }
 }
