@@ -4,7 +4,6 @@
 //! (otherwise PEM files with the same headers stand in for them).
 
 mod common;
-mod support;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -15,7 +14,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use support::*;
 
 /// The flags of a working `once`/`run`, by name; a case changes or removes some.
 fn good_flags(env: &TestEnv) -> BTreeMap<&'static str, OsString> {

@@ -6,18 +6,12 @@
 //! (every daemon here logs at `RUST_LOG=trace`). Tables of results: `docs/reliability.md`.
 
 mod common;
-mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use rustix::process::Signal;
-use support::*;
-
-fn ready(n: &mut Notify) -> String {
-    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1")
-}
 
 fn all_output(log: &str, n: &mut Notify) -> String {
     format!("{log}\n{}", n.all())

@@ -6,7 +6,6 @@
 //! or `mount` say so and return early when the host lacks them.
 
 mod common;
-mod support;
 
 use std::fs;
 use std::io::Write;
@@ -20,11 +19,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use github_token_refresher::token_file::{self, FileOptions, TokenFile};
 use rustix::process::Signal;
-use support::*;
-
-fn ready(n: &mut Notify) -> String {
-    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1")
-}
 
 fn temp_files(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)

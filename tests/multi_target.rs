@@ -34,13 +34,13 @@ fn target(env: &TestEnv, name: &str, how: &str) -> String {
     )
 }
 
-fn run_with(config: &Path, n: &NotifyListener) -> Daemon {
+fn run_with(config: &Path, n: &Notify) -> Proc {
     let mut c = bare_cmd();
     c.arg("run")
         .arg("--config")
         .arg(config)
         .env("NOTIFY_SOCKET", &n.path);
-    Daemon::spawn(c)
+    Proc::spawn(c)
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn three_targets_one_daemon_one_jwt() {
     ]
     .concat();
     let config = write_config(&env, &targets, "refresh_interval = \"30m\"");
-    let mut n = NotifyListener::new(env.dir.path());
+    let mut n = Notify::new(env.dir.path());
     let d = run_with(&config, &n);
     let ready = n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     assert!(ready.contains("STATUS=3 targets: 3 fresh"), "{ready}");
@@ -104,7 +104,7 @@ fn a_failing_target_does_not_hold_up_the_others() {
     ]
     .concat();
     let config = write_config(&env, &targets, "");
-    let mut n = NotifyListener::new(env.dir.path());
+    let mut n = Notify::new(env.dir.path());
     let d = run_with(&config, &n);
     let ready = n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     assert!(
@@ -127,7 +127,7 @@ fn reload_starts_added_stops_removed_refreshes_changed_and_keeps_the_rest() {
         &[keep.clone(), change, remove].concat(),
         "refresh_interval = \"30m\"",
     );
-    let mut n = NotifyListener::new(env.dir.path());
+    let mut n = Notify::new(env.dir.path());
     let d = run_with(&config, &n);
     n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     let keep_gen = token_file::read(&out(&env, "keep")).unwrap().generation;

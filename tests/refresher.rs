@@ -402,7 +402,8 @@ fn check_passes_and_fails_with_the_right_hint() {
     assert_no_secrets(&text(&out), &env.secrets());
 }
 
-fn daemon(env: &TestEnv, listener: &NotifyListener, extra: &[&str]) -> Daemon {
+/// `run` refreshing every 2 s (at the default `RUST_LOG=debug`), with `extra`.
+fn daemon_every_2s(env: &TestEnv, listener: &Notify, extra: &[&str]) -> Proc {
     let mut c = env.cmd("run");
     c.args([
         "--installation-id",
@@ -416,14 +417,14 @@ fn daemon(env: &TestEnv, listener: &NotifyListener, extra: &[&str]) -> Daemon {
     ]);
     c.args(extra);
     c.env("NOTIFY_SOCKET", &listener.path);
-    Daemon::spawn(c)
+    Proc::spawn(c)
 }
 
 #[test]
 fn run_notifies_refreshes_reloads_and_stops() {
     let env = TestEnv::new();
-    let mut n = NotifyListener::new(env.dir.path());
-    let d = daemon(&env, &n, &[]);
+    let mut n = Notify::new(env.dir.path());
+    let d = daemon_every_2s(&env, &n, &[]);
     let ready = n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     assert!(ready.contains("STATUS=token valid until"), "{ready}");
     let first = env.read_file();
@@ -463,8 +464,8 @@ fn run_notifies_refreshes_reloads_and_stops() {
 #[test]
 fn run_keeps_the_old_token_and_says_why_while_github_fails() {
     let env = TestEnv::new();
-    let mut n = NotifyListener::new(env.dir.path());
-    let d = daemon(&env, &n, &["--refresh-interval", "1s"]);
+    let mut n = Notify::new(env.dir.path());
+    let d = daemon_every_2s(&env, &n, &["--refresh-interval", "1s"]);
     n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     let good = env.read_file();
     env.fake.push_fault(Fault::new(
@@ -492,11 +493,11 @@ fn run_keeps_the_old_token_and_says_why_while_github_fails() {
 #[test]
 fn run_exits_78_when_the_first_mint_is_refused_and_no_file_exists() {
     let env = TestEnv::new();
-    let n = NotifyListener::new(env.dir.path());
+    let n = Notify::new(env.dir.path());
     let mut c = env.cmd("run");
     c.args(["--installation-id", "4242"]);
     c.env("NOTIFY_SOCKET", &n.path);
-    let d = Daemon::spawn(c);
+    let d = Proc::spawn(c);
     let (code, out) = d.finish(Duration::from_secs(20));
     assert_eq!(code, Some(78), "{out}");
     assert!(out.contains("404"), "{out}");
@@ -512,8 +513,8 @@ fn run_counts_a_valid_file_from_before_as_ready_at_once() {
     // GitHub is down; the daemon is still READY because the file holds a valid token
     env.fake
         .push_fault(Fault::new(Route::Any, FaultKind::status(503, "{}"), 1000));
-    let mut n = NotifyListener::new(env.dir.path());
-    let d = daemon(&env, &n, &[]);
+    let mut n = Notify::new(env.dir.path());
+    let d = daemon_every_2s(&env, &n, &[]);
     let ready = n.wait_for("READY=1", Duration::from_secs(10), |l| l == "READY=1");
     assert!(ready.contains("STATUS="), "{ready}");
     drop(d);
@@ -522,8 +523,8 @@ fn run_counts_a_valid_file_from_before_as_ready_at_once() {
 #[test]
 fn run_with_a_rejected_reload_keeps_the_old_key() {
     let env = TestEnv::new();
-    let mut n = NotifyListener::new(env.dir.path());
-    let d = daemon(&env, &n, &["--refresh-interval", "30s"]);
+    let mut n = Notify::new(env.dir.path());
+    let d = daemon_every_2s(&env, &n, &["--refresh-interval", "30s"]);
     n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     fs::write(&env.key, "garbage").unwrap();
     d.signal(Signal::HUP);
@@ -563,20 +564,8 @@ fn trace_logs_never_contain_a_secret() {
     let mut c = env.cmd("check");
     c.args(["--owner", "octocat"]).env("RUST_LOG", "trace");
     all += &text(&run(c));
-    let mut n = NotifyListener::new(env.dir.path());
-    let mut c = env.cmd("run");
-    c.args([
-        "--installation-id",
-        "100",
-        "--refresh-interval",
-        "1s",
-        "--jitter",
-        "0s",
-        "--min-remaining",
-        "1s",
-    ]);
-    c.env("NOTIFY_SOCKET", &n.path).env("RUST_LOG", "trace");
-    let d = Daemon::spawn(c);
+    let mut n = Notify::new(env.dir.path());
+    let d = daemon(&env, &n, FAST);
     n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     wait_until("three refreshes", Duration::from_secs(20), || {
         env.fake.mint_count() >= 5

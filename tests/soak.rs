@@ -6,7 +6,6 @@
 //! (default 150 s); the figures are printed and recorded in `docs/reliability.md`.
 
 mod common;
-mod support;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rustix::process::Signal;
-use support::*;
 
 const TARGETS: usize = 20;
 

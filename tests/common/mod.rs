@@ -1,15 +1,23 @@
 //! Test support shared by the integration tests: a fake GitHub, a throwaway key and output
-//! directory, the real binary with a clean environment, and an sd_notify listener.
+//! directory, the real binary with a clean environment, an sd_notify listener, a process
+//! whose output is drained while it runs (trace logs would fill a pipe and block it), leak
+//! checks, and for the reliability suites (`faults`, `host_faults`, `soak`,
+//! `config_mistakes`) a watcher that re-reads token files as fast as it can and records
+//! anything a consumer must never see, and timings taken from the fake GitHub's request log.
 
 #![allow(dead_code, unused_imports)]
 
+use std::collections::BTreeSet;
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::{JoinHandle, Scope, ScopedJoinHandle};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use fake_github::{FakeConfig, FakeGithub, Fault, FaultKind, Route};
 use github_token_refresher::token_file::{self, TokenFile};
@@ -38,6 +46,21 @@ const OUR_VARS: &[&str] = &[
     "CREDENTIALS_DIRECTORY",
     "JOURNAL_STREAM",
 ];
+
+/// Flags for a daemon that refreshes every second, as the fault tests want.
+pub const FAST: &[&str] = &[
+    "--installation-id",
+    "100",
+    "--refresh-interval",
+    "1s",
+    "--jitter",
+    "0s",
+    "--min-remaining",
+    "1s",
+];
+
+/// What systemd sets for a service whose stderr goes to the journal.
+pub const UNDER_SYSTEMD: &[(&str, &str)] = &[("JOURNAL_STREAM", "8:424242")];
 
 pub struct TestEnv {
     pub fake: FakeGithub,
@@ -112,6 +135,13 @@ pub fn run(mut c: Command) -> Output {
     c.output().expect("binary runs")
 }
 
+/// `once` at trace level with the standard flags and `extra`.
+pub fn once_trace(env: &TestEnv, extra: &[&str]) -> Output {
+    let mut c = env.cmd("once");
+    c.args(extra).env("RUST_LOG", "trace");
+    run(c)
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -120,8 +150,20 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// Assert no secret (any minted token, any JWT, any key material) appears in `output`.
+/// Assert no secret (any minted token, any JWT, any key material) appears in `output`:
+/// [`assert_clean`] with no key files, and not even a PEM header (`PRIVATE KEY`).
 pub fn assert_no_secrets(output: &str, tokens: &[String]) {
+    assert_clean(output, tokens, &[]);
+    assert!(
+        !output.contains("PRIVATE KEY"),
+        "key material leaked into the output"
+    );
+}
+
+/// Assert no secret appears in `output`: none of `tokens`, nothing token- or JWT-shaped, no
+/// `MII…` DER prefix, and none of the base64 lines of the given PEM `keys`. A message may
+/// name the PEM header a key file should have (`-----BEGIN RSA PRIVATE KEY-----`).
+pub fn assert_clean(output: &str, tokens: &[String], keys: &[&str]) {
     for t in tokens {
         assert!(
             !output.contains(t.as_str()),
@@ -134,13 +176,20 @@ pub fn assert_no_secrets(output: &str, tokens: &[String]) {
     );
     assert!(!output.contains("eyJ"), "a JWT leaked into the output");
     assert!(
-        !output.contains("PRIVATE KEY"),
-        "key material leaked into the output"
-    );
-    assert!(
         !output.contains("MII"),
         "key material leaked into the output"
     );
+    for pem in keys {
+        for line in pem
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 24)
+        {
+            assert!(
+                !output.contains(&line[..24]),
+                "a line of a private key leaked into the output"
+            );
+        }
+    }
 }
 
 /// Decode a JWT's claims (no verification: the fake verified it).
@@ -154,19 +203,19 @@ pub fn jwt_claims(jwt: &str) -> serde_json::Value {
 }
 
 /// Collects sd_notify datagrams sent to a socket in a temp dir.
-pub struct NotifyListener {
+pub struct Notify {
     pub path: PathBuf,
     rx: mpsc::Receiver<String>,
     pub seen: Vec<String>,
 }
 
-impl NotifyListener {
-    pub fn new(dir: &Path) -> NotifyListener {
+impl Notify {
+    pub fn new(dir: &Path) -> Notify {
         let path = dir.join("notify.sock");
         let sock = UnixDatagram::bind(&path).unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut buf = vec![0u8; 4096];
+            let mut buf = vec![0u8; 8192];
             while let Ok(n) = sock.recv(&mut buf) {
                 if tx
                     .send(String::from_utf8_lossy(&buf[..n]).into_owned())
@@ -176,14 +225,22 @@ impl NotifyListener {
                 }
             }
         });
-        NotifyListener {
+        Notify {
             path,
             rx,
             seen: Vec::new(),
         }
     }
 
-    /// Wait for a datagram that has a line satisfying `pred`; returns that datagram.
+    /// Take every datagram received so far into `seen`; returns the new ones.
+    pub fn drain(&mut self) -> Vec<String> {
+        let fresh: Vec<String> = self.rx.try_iter().collect();
+        self.seen.extend(fresh.iter().cloned());
+        fresh
+    }
+
+    /// Wait for a datagram with a line satisfying `pred` (only datagrams not yet taken count);
+    /// returns that datagram.
     pub fn wait_for(
         &mut self,
         what: &str,
@@ -207,47 +264,181 @@ impl NotifyListener {
             }
         }
     }
+
+    /// Every STATUS= text seen so far (after a drain), oldest first.
+    pub fn statuses(&mut self) -> Vec<String> {
+        self.drain();
+        self.seen
+            .iter()
+            .map(|m| status_of(m).to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// All datagrams as one text, for leak checks.
+    pub fn all(&mut self) -> String {
+        self.drain();
+        self.seen.join("\n")
+    }
 }
 
-/// A running daemon, killed on drop.
-pub struct Daemon {
+/// Wait (up to 20 s) for `READY=1`; returns that datagram.
+pub fn ready(n: &mut Notify) -> String {
+    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1")
+}
+
+/// The STATUS= line of a notify datagram.
+pub fn status_of(datagram: &str) -> &str {
+    datagram
+        .lines()
+        .find_map(|l| l.strip_prefix("STATUS="))
+        .unwrap_or("")
+}
+
+/// Wait for a STATUS= line satisfying `pred`; returns the line (without `STATUS=`).
+pub fn wait_status(
+    n: &mut Notify,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    let msg = n.wait_for(what, timeout, |l| {
+        l.strip_prefix("STATUS=").is_some_and(&pred)
+    });
+    status_of(&msg).to_owned()
+}
+
+/// A child process (the daemon, usually) with stdout and stderr read continuously; killed
+/// on drop.
+pub struct Proc {
     pub child: Child,
+    out: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
 }
 
-impl Daemon {
-    pub fn spawn(mut c: Command) -> Daemon {
+impl Proc {
+    pub fn spawn(mut c: Command) -> Proc {
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        Daemon {
-            child: c.spawn().expect("daemon starts"),
+        let mut child = c.spawn().expect("the binary starts");
+        let out = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        let pipes: Vec<Box<dyn Read + Send>> = vec![
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for mut pipe in pipes {
+            let out = out.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }));
+        }
+        Proc {
+            child,
+            out,
+            readers,
         }
     }
 
-    pub fn signal(&self, sig: rustix::process::Signal) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        rustix::process::kill_process(pid, sig).unwrap();
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
-    /// Wait for exit (killing it after `timeout`); returns exit code and all output.
-    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, String) {
+    /// Everything printed so far.
+    pub fn log(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// Send `sig`; panics if it cannot be sent.
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        self.send(sig).expect("the signal is sent");
+    }
+
+    fn send(&self, sig: rustix::process::Signal) -> rustix::io::Result<()> {
+        let pid = rustix::process::Pid::from_raw(self.pid()).unwrap();
+        rustix::process::kill_process(pid, sig)
+    }
+
+    /// Wait until the output satisfies `pred`.
+    pub fn wait_log(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                break;
+            if pred(&self.log()) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        let out = child.wait_with_output().unwrap();
-        (out.status.code(), text(&out))
+        panic!(
+            "no {what} in the output within {timeout:?}; output:\n{}",
+            self.log()
+        );
+    }
+
+    pub fn exited(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .unwrap()
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
+    /// SIGTERM (if it is still there), wait up to `timeout` (then SIGKILL); exit code and
+    /// all output.
+    pub fn stop(self, timeout: Duration) -> (Option<i32>, String) {
+        let _ = self.send(rustix::process::Signal::TERM);
+        self.finish(timeout)
+    }
+
+    /// Wait up to `timeout` for it to exit by itself (then SIGKILL); exit code and output.
+    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + timeout;
+        let mut status = None;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if status.is_none() {
+            let _ = self.child.kill();
+            status = self.child.wait().ok();
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        (status.and_then(|s| s.code()), self.log())
     }
 }
 
-impl Drop for Daemon {
+impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `run` with the standard flags, `extra`, the notify socket and `RUST_LOG=trace`.
+pub fn daemon(env: &TestEnv, n: &Notify, extra: &[&str]) -> Proc {
+    daemon_with(env, n, extra, &[])
+}
+
+/// [`daemon`] with extra environment variables (e.g. `JOURNAL_STREAM`, as under systemd,
+/// which switches the log to the journal's format).
+pub fn daemon_with(env: &TestEnv, n: &Notify, extra: &[&str], vars: &[(&str, &str)]) -> Proc {
+    let mut c = env.cmd("run");
+    c.args(extra);
+    c.env("NOTIFY_SOCKET", &n.path).env("RUST_LOG", "trace");
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    Proc::spawn(c)
 }
 
 /// Poll until `pred` holds or panic after `timeout`.
@@ -260,4 +451,150 @@ pub fn wait_until(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Sleep in small steps until `deadline`.
+pub fn sleep_until(deadline: Instant) {
+    let now = Instant::now();
+    if deadline > now {
+        std::thread::sleep(deadline - now);
+    }
+}
+
+/// What a watcher saw.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub reads: u64,
+    /// Reads that found no file, an empty or partial file, or a token the check refused.
+    pub bad: u64,
+    /// The first few problems, for the failure message.
+    pub problems: Vec<String>,
+    pub generations: BTreeSet<u64>,
+}
+
+impl Seen {
+    fn problem(&mut self, p: String) {
+        self.bad += 1;
+        if self.problems.len() < 20 {
+            self.problems.push(p);
+        }
+    }
+}
+
+/// Re-read each of `paths` as fast as possible until `stop`, checking every read: the file
+/// exists, parses as a complete token file, and passes `check` (e.g. "the fake accepts the
+/// token"). `pause` between rounds leaves the CPU to the daemon.
+pub fn watch<'scope, 'env>(
+    s: &'scope Scope<'scope, 'env>,
+    paths: Vec<PathBuf>,
+    stop: &'scope AtomicBool,
+    pause: Duration,
+    check: impl Fn(&Path, &TokenFile) -> Result<(), String> + Send + 'scope,
+) -> ScopedJoinHandle<'scope, Seen> {
+    s.spawn(move || {
+        let mut seen = Seen::default();
+        while !stop.load(Ordering::Relaxed) {
+            for p in &paths {
+                seen.reads += 1;
+                match std::fs::read(p) {
+                    Err(e) => seen.problem(format!("'{}': {e}", p.display())),
+                    Ok(bytes) => match std::str::from_utf8(&bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(TokenFile::parse)
+                    {
+                        Err(e) => {
+                            seen.problem(format!("'{}' ({} bytes): {e}", p.display(), bytes.len()))
+                        }
+                        Ok(f) => {
+                            seen.generations.insert(f.generation);
+                            if let Err(e) = check(p, &f) {
+                                seen.problem(format!(
+                                    "'{}' generation {}: {e}",
+                                    p.display(),
+                                    f.generation
+                                ));
+                            }
+                        }
+                    },
+                }
+            }
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
+        seen
+    })
+}
+
+/// A check for [`watch`]: the fake minted this token and it has not expired by its clock.
+pub fn valid_on(fake: &FakeGithub) -> impl Fn(&Path, &TokenFile) -> Result<(), String> + '_ {
+    move |_, f| {
+        if fake.is_token_valid(f.token.expose()) {
+            Ok(())
+        } else if f.expires_at_unix <= fake.now().timestamp() {
+            Err(format!("token expired at {}", f.expires_at))
+        } else {
+            Err("token unknown to the fake GitHub".into())
+        }
+    }
+}
+
+/// Arrival times of the mint requests for installation 100.
+pub fn mint_times(fake: &FakeGithub) -> Vec<SystemTime> {
+    fake.requests_to("POST", "/app/installations/100/access_tokens")
+        .into_iter()
+        .map(|r| r.time)
+        .collect()
+}
+
+/// Arrival times of the mint requests for installation 100 at or after `since`.
+pub fn mint_times_since(fake: &FakeGithub, since: SystemTime) -> Vec<SystemTime> {
+    mint_times(fake)
+        .into_iter()
+        .filter(|t| *t >= since)
+        .collect()
+}
+
+/// Seconds between consecutive times.
+pub fn gaps(times: &[SystemTime]) -> Vec<f64> {
+    times
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).unwrap_or_default().as_secs_f64())
+        .collect()
+}
+
+/// The most requests in any `window` (sliding, anchored at each request).
+pub fn max_in_window(times: &[SystemTime], window: Duration) -> usize {
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| t.duration_since(times[i]).unwrap_or_default() < window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A free loopback port with nothing listening on it (yet).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The generation in the token file, 0 when unreadable.
+pub fn generation(path: &Path) -> u64 {
+    token_file::read(path).map_or(0, |f| f.generation)
+}
+
+/// `VmRSS` in KiB and the number of open file descriptors of `pid`.
+pub fn rss_and_fds(pid: i32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    (rss, fds)
 }
