@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Benchmarks (issue 6): build the release binaries, run the daemon against the fake GitHub
+# on 127.0.0.1 and print a markdown table (machine, command, date, numbers) on stdout.
+# About 5 minutes on 2 cores, plus the build. docs/performance.md explains each number.
+#
+#   scripts/bench.sh                          # everything
+#   scripts/bench.sh --only once,idle         # options go to the harness: examples/bench.rs
+#   scripts/bench.sh --profiles               # [profile.release] alternatives: one full
+#                                             # release build each (~4 min apiece on 2 cores)
+#   PROFILES="current fat" scripts/bench.sh --profiles   # only those
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profiles=false
+args=()
+for a in "$@"; do
+  case $a in
+    --profiles) profiles=true ;;
+    *) args+=("$a") ;;
+  esac
+done
+
+machine() {
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- command: \`scripts/bench.sh${*:+ $*}\`"
+  echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(free -h | awk '/^Mem:/ {print $2}') RAM, Linux $(uname -r)"
+  echo "- toolchain: $(rustc --version)"
+  echo "- revision: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' + uncommitted changes')"
+  echo
+}
+
+cargo build --release --locked --workspace --bins --example bench >&2
+bench=target/release/examples/bench
+
+if ! $profiles; then
+  machine "$@"
+  "$bench" "${args[@]}"
+  exit
+fi
+
+# name and the CARGO_PROFILE_RELEASE_* overrides that make it from Cargo.toml's profile
+variants=(
+  "current|"
+  "fat|LTO=fat"
+  "s|OPT_LEVEL=s"
+  "s-fat|OPT_LEVEL=s LTO=fat"
+  "z|OPT_LEVEL=z"
+  "thin-unwind|PANIC=unwind"
+  "cargo-defaults|LTO=false CODEGEN_UNITS=16 STRIP=none PANIC=unwind"
+)
+wanted=${PROFILES:-$(printf '%s\n' "${variants[@]}" | cut -d'|' -f1)}
+dir=target/bench-profiles
+mkdir -p "$dir/bin"
+machine "$@"
+echo "| profile | binary | \`once\` median | idle RSS, 1 target | CPU per refresh |"
+echo "|---|---|---|---|---|"
+for v in "${variants[@]}"; do
+  name=${v%%|*}
+  grep -qw -- "$name" <<<"$wanted" || continue
+  env=()
+  for kv in ${v#*|}; do env+=("CARGO_PROFILE_RELEASE_$kv"); done
+  echo "bench.sh: building '$name' (${v#*|})" >&2
+  env "${env[@]}" cargo build --release --locked -p github-token-refresher \
+    --bin github-token-refresher --target-dir "$dir/target" >&2
+  cp "$dir/target/release/github-token-refresher" "$dir/bin/$name"
+  "$bench" --bin "$dir/bin/$name" --only size,once,idle,cpu --idle-targets 1 \
+    --idle-secs 10 --once-runs 30 --summary-row "$name ${v#*|}" "${args[@]}"
+done
