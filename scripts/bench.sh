@@ -29,7 +29,12 @@ machine() {
   echo
 }
 
-cargo build --release --locked --workspace --bins --example bench >&2
+# The daemon last and on its own, as README's `cargo build --release --locked` builds it: a
+# workspace or example build unifies features with the fake's and the dev-dependencies
+# (tokio's multi-thread runtime, hyper's server…), which makes a bigger binary.
+cargo build --release --locked -p fake-github >&2
+cargo build --release --locked --example bench >&2
+cargo build --release --locked --bin github-token-refresher >&2
 bench=target/release/examples/bench
 
 if ! $profiles; then
