@@ -320,6 +320,11 @@ impl Daemon {
             .collect();
         due.sort_by_key(|&i| self.targets[i].next_at);
         due.truncate(MAX_IN_FLIGHT.saturating_sub(self.tasks.len()));
+        if !self.ready_sent && !due.is_empty() {
+            // systemd counts TimeoutStartSec until READY: cover this attempt's worst case
+            let by = crate::refresh::attempt_worst_case(self.http_timeout);
+            notify::extend_timeout(by, &self.status_line());
+        }
         for i in due {
             let t = &mut self.targets[i];
             t.in_flight = true;
@@ -447,7 +452,9 @@ impl Daemon {
                         );
                         return Some(exit::CONFIG);
                     }
-                    extend = Some(delay + http_timeout * 2 + Duration::from_secs(30));
+                    // until the next attempt starts (it extends again for itself)
+                    let wait = (t.next_at - now).to_std().unwrap_or(delay);
+                    extend = Some(wait + crate::refresh::attempt_worst_case(http_timeout));
                 }
             }
         }

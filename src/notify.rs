@@ -47,16 +47,43 @@ pub fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
-/// Ask systemd for more start-up time while the first mint is still retrying.
+/// Ask systemd for `by` more start-up time from now (it never shortens a timeout).
+/// Written by hand: sd-notify's `ExtendTimeoutUsec` takes a `u32`, which caps at 71 minutes
+/// and would cut short a rate-limit wait that GitHub asks for.
 pub fn extend_timeout(by: Duration, status: &str) {
-    let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+    let extend = extend_timeout_line(by);
     send(&[
-        NotifyState::ExtendTimeoutUsec(usec),
+        NotifyState::Custom(&extend),
         NotifyState::Status(&one_line(status)),
     ]);
+}
+
+fn extend_timeout_line(by: Duration) -> String {
+    format!(
+        "EXTEND_TIMEOUT_USEC={}",
+        by.as_micros().min(u128::from(u64::MAX))
+    )
 }
 
 /// The watchdog period to ping at (half of `WatchdogSec`), when one is set.
 pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_extension_beyond_u32_microseconds_is_not_capped() {
+        let two_hours = Duration::from_secs(7200);
+        assert_eq!(
+            extend_timeout_line(two_hours),
+            "EXTEND_TIMEOUT_USEC=7200000000"
+        );
+        assert_eq!(
+            extend_timeout_line(Duration::from_millis(1500)),
+            "EXTEND_TIMEOUT_USEC=1500000"
+        );
+    }
 }

@@ -199,7 +199,7 @@ impl Ctx {
     /// minted can answer 401 for a few seconds while it replicates: retry 401/403 and
     /// transient errors a few times (≈ 3.5 s in all) before giving up.
     pub async fn verify(&self, token: &AccessToken) -> Result<u64, GithubError> {
-        let mut delay = Duration::from_millis(500);
+        let mut delay = VERIFY_FIRST_PAUSE;
         let mut tries = 0;
         loop {
             tries += 1;
@@ -221,6 +221,22 @@ impl Ctx {
 }
 
 pub const VERIFY_TRIES: u32 = 4;
+
+/// The longest one refresh can take when every request runs into the HTTP timeout: resolve
+/// and mint (each signed once more after a clock-skew answer), every verification try with
+/// its pauses, and a few seconds for the fsyncs of the publish. Before READY the daemon asks
+/// systemd for this much time ahead of each attempt, so that `TimeoutStartSec` never kills a
+/// first mint that is slow but still progressing.
+pub fn attempt_worst_case(http_timeout: Duration) -> Duration {
+    const SIGNED_REQUESTS: u32 = 2 * 2;
+    let verify_pauses: Duration = (0..VERIFY_TRIES - 1)
+        .map(|i| VERIFY_FIRST_PAUSE * 2u32.pow(i))
+        .sum();
+    http_timeout * (SIGNED_REQUESTS + VERIFY_TRIES) + verify_pauses + PUBLISH_ALLOWANCE
+}
+
+const VERIFY_FIRST_PAUSE: Duration = Duration::from_millis(500);
+const PUBLISH_ALLOWANCE: Duration = Duration::from_secs(5);
 
 /// The file contents for a fresh token.
 pub fn token_file_for(
@@ -272,4 +288,19 @@ pub async fn publish(
     .await
     .map_err(|e| RefreshError::Sign(format!("writer task failed: {e}")))??;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_case_of_an_attempt_counts_every_request_at_its_timeout() {
+        // resolve ×2, mint ×2, verify ×4 at 30 s, pauses 0.5 + 1 + 2 s, 5 s to publish
+        assert_eq!(
+            attempt_worst_case(Duration::from_secs(30)),
+            Duration::from_millis(8 * 30_000 + 3_500 + 5_000)
+        );
+        assert!(attempt_worst_case(Duration::from_secs(1)) > Duration::from_secs(8));
+    }
 }
