@@ -43,9 +43,19 @@ pub enum Command {
     Status(StatusArgs),
     /// Check the configuration step by step against GitHub, with a hint for each failure
     #[command(after_help = EXIT_STATUS_HELP, args_override_self = true)]
-    Check(ConfigArgs),
+    Check(CheckArgs),
     #[command(flatten)]
     Consumer(crate::consumer::ConsumerCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Check only what needs no network: the settings and the private key (setup.sh
+    /// --dry-run uses it)
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Clone, Args)]

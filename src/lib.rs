@@ -81,7 +81,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
                 Err(e) => config_failure(&e),
             }
         }),
-        Command::Check(args) => runtime.block_on(commands::check::run(single_target(&args), clock)),
+        Command::Check(args) => runtime.block_on(commands::check::run(
+            single_target(&args.config),
+            clock,
+            args.offline,
+        )),
         Command::Status(args) => status(&args),
         Command::Consumer(_) => unreachable!("dispatched above"),
     }

@@ -1,7 +1,8 @@
 //! Start-up under systemd: before READY the daemon asks for more `TimeoutStartSec` ahead of
 //! every mint attempt (`EXTEND_TIMEOUT_USEC`), enough for the attempt's worst case, so a
 //! slow but healthy first mint is never killed. The same on the real systemd:
-//! `tests/e2e/systemd.sh` ("slow first mint").
+//! `tests/e2e/systemd.sh` ("slow first mint"). And `check --offline`, with which
+//! `setup.sh --dry-run` validates settings through the binary without a network.
 
 mod common;
 
@@ -93,4 +94,61 @@ fn every_retry_before_ready_gets_an_extension_covering_its_wait_and_attempt() {
     assert!(extensions.iter().all(|&e| e >= attempt), "{extensions:?}");
     let (code, log) = d.stop(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{log}");
+}
+
+#[test]
+fn check_offline_validates_settings_and_key_without_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("app.pem");
+    write_key(
+        &key,
+        &fake_github::FakeConfig::standard().app().key.pkcs1_pem,
+    );
+    let output = dir.path().join("never/token.json");
+    let check = |app_id: &str, key: &std::path::Path| {
+        let mut c = bare_cmd();
+        c.args([
+            "check",
+            "--offline",
+            "--app-id",
+            app_id,
+            "--installation-id",
+            "100",
+        ])
+        .args(["--api-url", &format!("http://127.0.0.1:{}", closed_port())])
+        .arg("--private-key-file")
+        .arg(key)
+        .arg("--output")
+        .arg(&output);
+        run(c)
+    };
+    let ok = check("1234", &key);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("settings and key valid (offline"),
+        "{}",
+        text(&ok)
+    );
+    assert!(
+        !output.parent().unwrap().exists(),
+        "offline creates no directory"
+    );
+
+    let bad_id = check("12 34", &key);
+    assert_eq!(bad_id.status.code(), Some(78), "{}", text(&bad_id));
+    assert!(
+        text(&bad_id).contains("FAIL  configuration"),
+        "{}",
+        text(&bad_id)
+    );
+
+    let not_a_key = dir.path().join("not-a-key.pem");
+    write_key(&not_a_key, "not a key\n");
+    let bad_key = check("1234", &not_a_key);
+    assert_eq!(bad_key.status.code(), Some(78), "{}", text(&bad_key));
+    assert!(
+        text(&bad_key).contains("FAIL  private key"),
+        "{}",
+        text(&bad_key)
+    );
 }
