@@ -25,12 +25,24 @@
 # places, which the sandboxed service could not reach. Run it again with a changed FILE to
 # apply it: the running service reloads and keeps the targets that did not change.
 #
-# --update swaps in the new binary atomically, replaces units whose content changed, leaves
-# configuration and key alone, restarts the units that were running and rolls back if one
-# of them does not reach READY. --uninstall stops and removes the service; --purge also
-# removes configuration, key and token files. --check runs the doctor
+# --output must name a file in a directory of its own: the unit gets write access to that
+# directory (BindPaths=), so $HOME, /, /tmp, /home, a directory holding ~/.ssh or ~/.config,
+# or one that already holds other files is refused.
+#
+# --update first proves the new binary: its `check` must mint with the installed
+# configuration and key before anything is replaced. Then it swaps the binary atomically,
+# replaces units whose content changed, leaves configuration and key alone and restarts the
+# units that were running; each restarted single-target daemon must write a new token (the
+# file's generation moves) within SETUP_PROVE_TIMEOUT seconds (default 120). Otherwise
+# binary, units, drop-ins, key and targets file go back, the previous daemons are restarted,
+# the failing daemon's journal is printed and the exit status is 1. An install or update that
+# fails at any step undoes everything it wrote.
+# --uninstall stops and removes the service; --purge also removes what setup.sh created
+# (recorded in ~/.config/github-token-refresher/setup-manifest): configuration, key, token
+# files and the directories it made, never anything else. --check runs the doctor
 # (`github-token-refresher check`) with exactly the unit's environment file and key. Every
-# mode can be re-run; --dry-run changes nothing and says what it would do.
+# mode can be re-run; --dry-run changes nothing, validates the settings with the binary
+# (`check --offline`) and says what it would do, also where no user manager runs.
 set -euo pipefail
 umask 077
 
@@ -138,6 +150,7 @@ else
   default_output=$runtime_dir/$name/token.json
 fi
 dropin_dir=$unit_dir/$unit.d
+manifest=$conf_dir/setup-manifest
 dropin=$dropin_dir/setup-output.conf
 userns_conf=setup-no-user-namespace.conf
 # --config: the targets file, in a directory of its own that the unit binds in read-only
@@ -159,6 +172,89 @@ act() {
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
+# --- undo: a failing run puts back everything it changed ----------------------------------------
+# Each file setup.sh writes or removes is first saved (a copy in $undo_dir) or noted as new;
+# each directory it makes is noted. Until commit_run, any non-zero exit undoes it all, newest
+# first: saved files go back, new files go, new directories go when empty again.
+# commit_run adds what this run created to the manifest that --purge works from.
+undo_dir=""
+undo_log=() # "saved N PATH", "new TAG PATH", "dir TAG PATH"
+committed=0
+
+save_before() { # PATH: remember PATH as it is now, before it is written or removed
+  local dest=$1 n
+  ((dry_run)) && return 0
+  [[ -n $undo_dir ]] || undo_dir=$(mktemp -d)
+  if [[ -f $dest && ! -L $dest ]]; then
+    n=${#undo_log[@]}
+    cp -p -- "$dest" "$undo_dir/$n"
+    undo_log+=("saved $n $dest")
+  elif [[ ! -e $dest && ! -L $dest ]]; then
+    undo_log+=("new $(tag_for "$dest") $dest")
+  fi
+}
+
+make_dir() { # DIR MODE: mkdir -p, noting each directory it makes
+  local d=$1 missing=()
+  ((dry_run)) && return 0
+  while [[ ! -d $d ]]; do
+    missing=("$d" "${missing[@]}")
+    d=$(dirname "$d")
+  done
+  for d in "${missing[@]}"; do
+    mkdir -- "$d"
+    undo_log+=("dir $(tag_for "$d") $d")
+  done
+  [[ -z $2 ]] || chmod "$2" "$1"
+}
+
+# Which install a created path belongs to: the binary and the unit templates are shared by
+# every instance ("-"), the rest belongs to this unit (an instance's --purge takes only its own).
+tag_for() {
+  case $1 in
+    "$bin" | "$unit_dir/$name.service" | "$unit_dir/$name@.service" | "$bin_dir" | "$unit_dir" | "$conf_dir") echo - ;;
+    "$HOME"/.config | "$HOME"/.local | "$(dirname "$unit_dir")") echo - ;;
+    *) echo "$unit" ;;
+  esac
+}
+
+undo_all() {
+  local i kind n path
+  for ((i = ${#undo_log[@]} - 1; i >= 0; i--)); do
+    read -r kind n path <<<"${undo_log[i]}"
+    case $kind in
+      saved) cp -p -- "$undo_dir/$n" "$path.undo.$$" && mv -f -- "$path.undo.$$" "$path" ;;
+      new) rm -f -- "$path" ;;
+      dir) rmdir -- "$path" 2>/dev/null || true ;;
+    esac
+  done
+  undo_log=()
+}
+
+# Keep what this run created in the manifest (0600, one "TAG KIND PATH" a line).
+commit_run() { # [TOKEN_FILE]: also a token file at a place setup.sh chose
+  ((dry_run)) && return 0
+  local line kind tag path
+  {
+    for line in "${undo_log[@]}"; do
+      read -r kind tag path <<<"$line"
+      case $kind in
+        new) echo "$tag file $path" ;;
+        dir) echo "$tag dir $path" ;;
+      esac
+    done
+    [[ -z ${1:-} ]] || echo "$unit token $1"
+  } >>"$manifest.new.$$"
+  if [[ -s $manifest.new.$$ ]]; then
+    mkdir -p "$conf_dir"
+    { [[ ! -f $manifest ]] || cat "$manifest"; cat "$manifest.new.$$"; } | awk '!seen[$0]++' >"$manifest.tmp.$$"
+    chmod 0600 "$manifest.tmp.$$"
+    mv -f "$manifest.tmp.$$" "$manifest"
+  fi
+  rm -f "$manifest.new.$$"
+  committed=1
+}
+
 # Copy SRC to DEST atomically (temporary file in DEST's directory, then rename) with MODE.
 put_file() {
   local src=$1 dest=$2 mode=$3 tmp
@@ -166,16 +262,26 @@ put_file() {
     say "would install $dest (mode $mode) from $src"
     return
   fi
-  mkdir -p "$(dirname "$dest")"
+  make_dir "$(dirname "$dest")" ""
+  save_before "$dest"
   tmp=$(dirname "$dest")/.$(basename "$dest").tmp.$$
   cp "$src" "$tmp"
   chmod "$mode" "$tmp"
   mv -f "$tmp" "$dest"
 }
 
+remove_saved() { # PATH: remove a file this run may have to put back
+  save_before "$1"
+  act rm -f -- "$1"
+}
+
 user_manager_ok() {
-  systemctl --user show --property=Version >/dev/null 2>&1 ||
-    die "cannot reach your systemd user manager ('systemctl --user' fails). Run this from a login session (ssh or a desktop, not 'su'), or set XDG_RUNTIME_DIR=/run/user/$(id -u)"
+  systemctl --user show --property=Version >/dev/null 2>&1 && return 0
+  if ((dry_run)); then
+    say "dry run: no systemd user manager reachable here ('systemctl --user' fails); an install would need one (a login session, or XDG_RUNTIME_DIR=/run/user/$(id -u)). Showing what it would do."
+    return 0
+  fi
+  die "cannot reach your systemd user manager ('systemctl --user' fails). Run this from a login session (ssh or a desktop, not 'su'), or set XDG_RUNTIME_DIR=/run/user/$(id -u)"
 }
 
 # Units of ours that systemd knows about, one per line (plain and every instance).
@@ -218,8 +324,8 @@ obtain_binary() {
   "$new_bin" --help >/dev/null 2>&1 || die "'$new_bin --help' fails; not a working $name binary"
 }
 
-# Install $new_bin as $bin unless identical. Sets binary_changed=1 and keeps the old binary as
-# $prev_bin for a rollback.
+# Install $new_bin as $bin unless identical. Sets binary_changed=1 (put_file keeps the old
+# binary for a rollback).
 binary_changed=0
 install_binary() {
   if [[ -f $bin && -f $new_bin ]] && [[ $(sha "$bin") == "$(sha "$new_bin")" ]]; then
@@ -227,11 +333,7 @@ install_binary() {
     return
   fi
   if [[ -f $bin ]]; then
-    if ((dry_run)); then
-      say "would replace $bin (keeping the old one as $prev_bin until the service is ready)"
-    else
-      cp -p "$bin" "$prev_bin"
-    fi
+    ((!dry_run)) || say "would replace $bin (keeping the old one until the service has proved the new one)"
     say "binary: replacing $bin"
   else
     say "binary: installing $bin"
@@ -243,10 +345,8 @@ install_binary() {
 # --- units ----------------------------------------------------------------------------------
 changed_units=()
 config_changed_units=()
-unit_backup=""
 install_units() {
   local src dest base
-  ((dry_run)) || unit_backup=$(mktemp -d)
   for src in "$script_dir"/systemd/*.service; do
     base=$(basename "$src")
     dest=$unit_dir/$base
@@ -257,7 +357,6 @@ install_units() {
       fi
       say "unit $base: changed (sha256 $(sha "$dest" | cut -c1-12) -> $(sha "$src" | cut -c1-12)):"
       diff -u "$dest" "$src" | tail -n +3 | sed 's/^/    /' || true
-      ((dry_run)) || cp -p "$dest" "$unit_backup/$base"
     else
       say "unit $base: installing in $unit_dir"
     fi
@@ -280,52 +379,102 @@ affected() {
 }
 
 cleanup() {
-  [[ -n $unit_backup ]] && rm -rf "$unit_backup"
-  return 0
+  local rc=$?
+  if ((rc != 0 && !committed && ${#undo_log[@]})); then
+    warn "undoing what this run changed"
+    undo_all
+    systemctl --user daemon-reload 2>/dev/null || true
+  fi
+  [[ -z $undo_dir ]] || rm -rf "$undo_dir"
+  return "$rc"
 }
 trap cleanup EXIT
 
-# Restart the given units (each waits for READY, as Type=notify makes it); on the first that
-# fails, put the previous binary and units back and restart everything again.
+# The single-target token file UNIT writes (empty when it runs a targets file).
+unit_token_file() {
+  local u=$1 inst env def f=""
+  if [[ $u == "$name.service" ]]; then
+    [[ -f $config_dropin ]] && return 0
+    env=$conf_dir/env
+    def=$runtime_dir/$name/token.json
+  else
+    inst=${u#"$name"@}
+    inst=${inst%.service}
+    env=$conf_dir/$inst.env
+    def=$runtime_dir/$name@$inst/token.json
+  fi
+  [[ -f $env ]] && f=$(env_token_file "$env")
+  echo "${f:-$def}"
+}
+
+# GITHUB_TOKEN_FILE from a (hand-editable) environment file, as written; empty when unset.
+env_token_file() {
+  sed -n 's/^[[:space:]]*GITHUB_TOKEN_FILE=["'\'']\{0,1\}\([^"'\'']*\).*/\1/p' "$1" | tail -n1
+}
+
+generation_of() { # FILE: the token file's generation, empty when there is none
+  [[ -f $1 && ! -L $1 ]] || return 0
+  sed -n 's/.*"generation"[[:space:]]*:[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$1" 2>/dev/null | head -n1
+}
+
+# A restarted daemon says READY as soon as it adopts the still-valid file; a single-target
+# daemon then mints at once. Wait (bounded) for that mint: the file's generation moves.
+prove_timeout=${SETUP_PROVE_TIMEOUT:-120}
+[[ $prove_timeout =~ ^[0-9]+$ ]] || die "SETUP_PROVE_TIMEOUT='$prove_timeout' is not a number of seconds" 2
+minted_since() { # UNIT FILE GENERATION_BEFORE
+  local deadline=$((SECONDS + prove_timeout)) g
+  while :; do
+    g=$(generation_of "$2")
+    [[ -n $g ]] && { [[ -z $3 ]] || ((g > $3)); } && return 0
+    ((SECONDS < deadline)) || return 1
+    systemctl --user is-active --quiet "$1" || return 1
+    sleep 1
+  done
+}
+
+# Restart the given units (each waits for READY, as Type=notify makes it) and make each prove
+# it mints; on the first that fails, put back everything this run changed and restart them
+# all with the previous version.
 restart_or_roll_back() {
-  local u failed=""
+  local u failed="" file before invocation=""
   for u in "$@"; do
+    file=$(unit_token_file "$u")
+    before=""
+    [[ -z $file ]] || before=$(generation_of "$file")
     say "restarting $u (waits for READY)"
     act systemctl --user reset-failed "$u" 2>/dev/null || true
-    if act systemctl --user restart "$u"; then
-      ((dry_run)) || say "$u: $(systemctl --user show -p StatusText --value "$u")"
-    else
+    if ! act systemctl --user restart "$u"; then
       failed=$u
+      warn "$u did not reach READY"
       break
+    fi
+    ((dry_run)) && continue
+    invocation=$(systemctl --user show -p InvocationID --value "$u")
+    if [[ -n $file ]]; then
+      say "$u: waiting up to ${prove_timeout}s for the new daemon to write a token (generation ${before:-none} before)"
+      if ! minted_since "$u" "$file" "$before"; then
+        failed=$u
+        warn "$u started but wrote no new token to $file within ${prove_timeout}s"
+        break
+      fi
+      say "$u: minted (generation $(generation_of "$file")); $(systemctl --user show -p StatusText --value "$u")"
+    else
+      say "$u: $(systemctl --user show -p StatusText --value "$u") (targets file: 'check' minted for every target before the swap)"
     fi
   done
   if [[ -z $failed ]]; then
-    ((dry_run)) || rm -f "$prev_bin"
     return 0
   fi
 
-  warn "$failed did not reach READY; its journal:"
-  journalctl --user -u "$failed" -n 15 --no-pager -o short-monotonic >&2 || true
-  warn "rolling back"
-  if ((binary_changed)) && [[ -f $prev_bin ]]; then
-    mv -f "$prev_bin" "$bin"
-    say "rolled back: $bin is the previous binary again"
+  warn "the failing daemon's journal:"
+  if [[ -n $invocation ]]; then
+    journalctl --user -u "$failed" "_SYSTEMD_INVOCATION_ID=$invocation" -n 30 --no-pager -o short-monotonic >&2 || true
+  else
+    journalctl --user -u "$failed" -n 30 --no-pager -o short-monotonic >&2 || true
   fi
-  local base
-  for base in "${changed_units[@]}"; do
-    if [[ -f $unit_backup/$base ]]; then
-      put_file "$unit_backup/$base" "$unit_dir/$base" 0644
-      say "rolled back: unit $base"
-    fi
-  done
-  for base in "${changed_dropins[@]}"; do
-    if [[ -f $unit_backup/$base ]]; then
-      put_file "$unit_backup/$base" "$unit_dir/$base" 0644
-    else
-      rm -f "$unit_dir/$base"
-    fi
-    say "rolled back: drop-in $base"
-  done
+  warn "rolling back"
+  undo_all
+  say "rolled back: binary, units, drop-ins, key and targets file are the previous ones again"
   systemctl --user daemon-reload
   local bad=0
   for u in "$@"; do
@@ -397,6 +546,7 @@ collect_settings() {
   if [[ -n $output ]]; then
     output=${output/#\~/$HOME}
     [[ $output == /* ]] || output=$PWD/$output
+    [[ $(dirname "$output") == "$(dirname "$default_output")" ]] || refuse_output_dir "$output" "--output"
   fi
 
   local pair key value
@@ -423,8 +573,8 @@ write_env_file() {
     printf '    %s\n' "${env_lines[@]}"
     return
   fi
-  mkdir -p "$conf_dir"
-  chmod 0700 "$conf_dir"
+  make_dir "$conf_dir" 0700
+  save_before "$env_file"
   local tmp
   tmp=$conf_dir/.$(basename "$env_file").tmp.$$
   {
@@ -456,10 +606,7 @@ install_key() {
     else
       say "key: copying to $key_dest (0600)"
     fi
-    if ((!dry_run)); then
-      mkdir -p "$conf_dir"
-      chmod 0700 "$conf_dir"
-    fi
+    make_dir "$conf_dir" 0700
     put_file "$key_file" "$key_dest" 0600
   fi
 }
@@ -472,17 +619,59 @@ token_file() {
   echo "${f:-$default_output}"
 }
 
+# Why DIR must not be the token file's directory (the service gets write access to it, and a
+# container gets all of it to read), or nothing when it may. Symlinks are resolved first.
+output_dir_problem() { # DIR TOKEN_FILE_NAME
+  local d h p entry others=()
+  d=$(realpath -m -- "$1")
+  h=$(realpath -m -- "$HOME")
+  case $d in
+    / | /tmp | /var/tmp | /dev/shm | /home | /root | /run | /run/user) echo "'$d' is a system-wide directory"; return ;;
+  esac
+  [[ $d == "$h" ]] && { echo "'$d' is your home directory"; return; }
+  [[ $h == "$d"/* ]] && { echo "'$d' holds your home directory"; return; }
+  [[ $d == "$(realpath -m -- "$runtime_dir")" ]] && { echo "'$d' is your runtime directory (it holds your session's sockets)"; return; }
+  for p in "$h/.ssh" "$h/.gnupg" "$h/.config" "$bin_dir" "$conf_dir" "$unit_dir"; do
+    p=$(realpath -m -- "$p")
+    [[ $p == "$d"/* ]] && { echo "'$d' holds $p"; return; }
+  done
+  for p in "$h/.ssh" "$h/.gnupg" "$bin_dir" "$conf_dir" "$unit_dir"; do
+    p=$(realpath -m -- "$p")
+    [[ $d == "$p" || $d == "$p"/* ]] && { echo "'$d' is in $p"; return; }
+  done
+  if [[ -d $d ]]; then
+    for entry in "$d"/* "$d"/.[!.]* "$d"/..?*; do
+      [[ -e $entry || -L $entry ]] || continue
+      entry=${entry##*/}
+      [[ $entry == "$2" || $entry == ".$2".tmp-* || $entry == .check-* ]] || others+=("$entry")
+    done
+    ((${#others[@]} == 0)) || { echo "'$d' already holds other files (${others[*]:0:3})"; return; }
+  fi
+}
+
+refuse_output_dir() { # TOKEN_FILE WHERE: die naming the problem and the way out
+  local why
+  why=$(output_dir_problem "$(dirname "$1")" "$(basename "$1")")
+  [[ -z $why ]] || die "$2 '$1': $why; the service would get write access to all of it. Give the token a directory of its own (e.g. ~/github-token/token.json)" 78
+}
+
 # An output outside the unit's RuntimeDirectory= must be made writable inside its sandbox.
 write_output_dropin() {
   local file dir
   file=$(token_file)
   dir=$(dirname "$file")
   if [[ $dir == "$(dirname "$default_output")" ]]; then
-    [[ -f $dropin ]] && act rm -f "$dropin" && say "removed $dropin (output is back in the default place)"
+    [[ -f $dropin ]] && remove_saved "$dropin" && say "removed $dropin (output is back in the default place)"
     return 0
   fi
   [[ $dir == /* ]] || die "--output must be an absolute path"
   [[ $dir =~ ^[A-Za-z0-9_./@-]+$ ]] || die "output directory '$dir' has characters the unit file cannot take unquoted"
+  if [[ -f $env_file ]] && [[ -n $(env_token_file "$env_file") ]]; then
+    refuse_output_dir "$file" "GITHUB_TOKEN_FILE in $env_file"
+  else
+    refuse_output_dir "$file" "--output"
+  fi
+  dir=$(realpath -m -- "$dir")
   local want
   want=$(printf '# Written by setup.sh: the token file is %s, outside the unit'"'"'s RuntimeDirectory=.\n[Service]\nBindPaths=%s\n' "$file" "$dir")
   if [[ -f $dropin && $(cat "$dropin") == "$want" ]]; then
@@ -493,11 +682,9 @@ write_output_dropin() {
     say "would create $dir (0700) and write $dropin granting the service write access to it"
     return
   fi
-  if [[ ! -d $dir ]]; then
-    mkdir -p "$dir"
-    chmod 0700 "$dir"
-  fi
-  mkdir -p "$dropin_dir"
+  [[ -d $dir ]] || make_dir "$dir" 0700
+  make_dir "$dropin_dir" ""
+  save_before "$dropin"
   printf '%s\n' "$want" >"$dropin.tmp.$$"
   chmod 0644 "$dropin.tmp.$$"
   mv -f "$dropin.tmp.$$" "$dropin"
@@ -574,10 +761,8 @@ install_targets_file() {
   else
     say "targets: copying $config_src to $targets_dest (0600)"
   fi
-  if ((!dry_run)); then
-    mkdir -p "$targets_dir"
-    chmod 0700 "$conf_dir" "$targets_dir"
-  fi
+  make_dir "$conf_dir" 0700
+  make_dir "$targets_dir" 0700
   put_file "$config_src" "$targets_dest" 0600
   targets_changed=1
 }
@@ -587,8 +772,7 @@ install_targets_file() {
 write_config_dropin() {
   put_dropin "$unit" config-file.conf "$config_conf"
   if [[ -f $dropin ]]; then
-    backup_dropin "$unit.d/$(basename "$dropin")"
-    act rm -f "$dropin"
+    remove_saved "$dropin"
     say "removed $dropin (the targets write below $tokens_root)"
     config_changed_units+=("$unit")
   fi
@@ -621,20 +805,13 @@ userns_works() {
     yes) return 0 ;;
     no) return 1 ;;
   esac
+  if ((dry_run)); then
+    say "would probe whether this user manager can give services a user namespace (a drop-in turns the namespace-bound options off if not)"
+    return 0
+  fi
   systemd-run --user --wait --quiet --collect --unit="$name-setup-userns-$$" \
     -p PrivateUsers=yes -p ProtectSystem=strict -p TemporaryFileSystem=/home:ro \
     -p CapabilityBoundingSet= /bin/true </dev/null >/dev/null 2>&1
-}
-
-# backup_dropin UNIT.d/NAME: before a drop-in is installed, changed or removed, keep what
-# was there (if anything) so that a failed restart puts it back.
-changed_dropins=()
-backup_dropin() {
-  changed_dropins+=("$1")
-  if ((!dry_run)) && [[ -f $unit_dir/$1 ]]; then
-    mkdir -p "$unit_backup/$(dirname "$1")"
-    cp -p "$unit_dir/$1" "$unit_backup/$1"
-  fi
 }
 
 # put_dropin UNIT SRC NAME: install systemd/SRC for UNIT as NAME unless it is there
@@ -649,7 +826,6 @@ put_dropin() {
   else
     say "drop-in $dest: installed"
   fi
-  backup_dropin "$1.d/$3"
   put_file "$src" "$dest" 0644
   config_changed_units+=("$u")
 }
@@ -657,7 +833,7 @@ put_dropin() {
 write_userns_dropin() {
   if userns_works; then
     if [[ -f $dropin_dir/$userns_conf ]]; then
-      act rm -f "$dropin_dir/$userns_conf"
+      remove_saved "$dropin_dir/$userns_conf"
       say "removed $dropin_dir/$userns_conf: user namespaces work here now, full sandboxing is back"
       config_changed_units+=("$unit")
     fi
@@ -674,6 +850,7 @@ write_userns_dropin() {
 # file and key credential, so it sees what the service will see.
 run_check() {
   if ((dry_run)); then
+    validate_offline
     say "would run: $name check (with $env_file and $key_dest, as the unit does)"
     return
   fi
@@ -701,11 +878,38 @@ run_check() {
   fi
 }
 
+# --dry-run: the binary checks the settings and the key offline (`check --offline`), with the
+# environment the unit would get and the key as its credential; no user manager, no network.
+validate_offline() { # [TARGETS_FILE]
+  local b=$new_bin vars=() line cred rc=0 key=${key_file:-$key_dest}
+  [[ -x $b ]] || b=$bin
+  [[ -x $b ]] || die "dry run: no binary to validate the settings with (pass --binary PATH, or build first)"
+  if [[ -n ${1:-} ]]; then
+    vars=("GITHUB_TOKEN_REFRESHER_CONFIG=$1")
+  elif [[ -f $env_file ]]; then
+    while IFS= read -r line; do
+      [[ $line =~ ^[[:space:]]*([A-Z_][A-Z0-9_]*)=[\"\']?([^\"\']*)[\"\']?[[:space:]]*$ ]] &&
+        vars+=("${BASH_REMATCH[1]}=${BASH_REMATCH[2]}")
+    done <"$env_file"
+  else
+    vars=("${env_lines[@]}")
+  fi
+  [[ -n ${1:-} || " ${vars[*]} " == *" GITHUB_TOKEN_FILE="* ]] || vars+=("GITHUB_TOKEN_FILE=$default_output")
+  cred=$(mktemp -d)
+  [[ ! -f $key ]] || cp "$key" "$cred/github-app.pem"
+  say "validating the settings: $name check --offline"
+  env -i PATH="$PATH" HOME="$HOME" CREDENTIALS_DIRECTORY="$cred" "${vars[@]}" \
+    "$b" check --offline </dev/null 2>&1 | sed 's/^/    /' || rc=${PIPESTATUS[0]}
+  rm -rf "$cred"
+  ((rc == 0)) || die "dry run: the settings are not valid (exit $rc, see the FAIL line above)" "$rc"
+}
+
 # `check --config FILE` as the config drop-in runs it: the key credential, none of the
 # single-target variables (they would conflict with --config).
 run_check_targets() { # FILE
   local file=$1
   if ((dry_run)); then
+    validate_offline "$file"
     say "would run: $name check --config $file (with $key_dest, as the unit does)"
     return
   fi
@@ -796,6 +1000,38 @@ EOF
   path_hint
 }
 
+# Before a new binary replaces the installed one, it must mint with the installed
+# configuration and key: its `check`, run by the user manager as each running unit would run
+# it (its environment file or targets file, its key as the credential).
+prove_new_binary() { # RUNNING_UNIT...
+  [[ -f $bin && -f $new_bin ]] && [[ $(sha "$bin") == "$(sha "$new_bin")" ]] && return 0
+  local u inst props rc out
+  for u in "$@"; do
+    if [[ $u == "$name.service" && -f $config_dropin ]]; then
+      props=(-p UnsetEnvironment="$(single_target_vars)" -p Environment="GITHUB_TOKEN_REFRESHER_CONFIG=$targets_dest"
+        -p LoadCredential="github-app.pem:$conf_dir/github-app.pem")
+    elif [[ $u == "$name.service" ]]; then
+      props=(-p EnvironmentFile="-$conf_dir/env" -p Environment="GITHUB_TOKEN_FILE=$runtime_dir/$name/token.json"
+        -p LoadCredential="github-app.pem:$conf_dir/github-app.pem")
+    else
+      inst=${u#"$name"@}
+      inst=${inst%.service}
+      props=(-p EnvironmentFile="-$conf_dir/$inst.env" -p Environment="GITHUB_TOKEN_FILE=$runtime_dir/$name@$inst/token.json"
+        -p LoadCredential="github-app.pem:$conf_dir/$inst.pem")
+    fi
+    if ((dry_run)); then
+      say "would run: $new_bin check (as $u would run it) before replacing $bin"
+      continue
+    fi
+    say "proving the new binary: $new_bin check, with $u's configuration and key"
+    rc=0
+    out=$(systemd-run --user --wait --pipe --quiet --collect --unit="$name-setup-prove-$$" \
+      "${props[@]}" "$new_bin" check </dev/null 2>&1) || rc=$?
+    printf '%s\n' "$out" | sed 's/^/    /'
+    ((rc == 0)) || die "the new binary cannot mint with $u's configuration (check exit $rc, see above); nothing was changed"
+  done
+}
+
 # --- modes ----------------------------------------------------------------------------------
 do_install() {
   user_manager_ok
@@ -853,10 +1089,14 @@ do_install() {
     act systemctl --user reset-failed "$unit" 2>/dev/null || true
     if ! act systemctl --user enable --now "$unit"; then
       journalctl --user -u "$unit" -n 20 --no-pager >&2 || true
+      systemctl --user disable --quiet "$unit" 2>/dev/null || true
       die "$unit did not start; see above, and: systemctl --user status ${unit%.service}"
     fi
   fi
   ((dry_run)) && { say "dry run: done, nothing changed"; return; }
+  local custom=""
+  config_mode || [[ $(dirname "$(token_file)") == "$(dirname "$default_output")" ]] || custom=$(token_file)
+  commit_run "$custom"
   if config_mode; then
     print_targets_summary
   else
@@ -871,6 +1111,8 @@ do_update() {
   obtain_binary
   local was_running
   was_running=$(running_units)
+  # shellcheck disable=SC2086 # one unit name per word
+  prove_new_binary $was_running
   install_binary
   install_units
   local d
@@ -880,7 +1122,7 @@ do_update() {
   [[ -f $config_dropin ]] && put_dropin "$name.service" config-file.conf "$config_conf"
   if ((!binary_changed && ${#changed_units[@]} == 0 && ${#config_changed_units[@]} == 0)); then
     say "nothing to update: binary, units and drop-ins are the ones installed"
-    ((dry_run)) || rm -f "$prev_bin"
+    commit_run
     return
   fi
   if ((${#changed_units[@]} || ${#config_changed_units[@]})); then
@@ -891,11 +1133,12 @@ do_update() {
   restart=$(affected $was_running)
   if [[ -z $restart ]]; then
     say "no $name unit that the update affects is running; nothing restarted"
-    ((dry_run)) || rm -f "$prev_bin"
+    commit_run
     return
   fi
   # shellcheck disable=SC2086
   restart_or_roll_back $restart
+  commit_run
   say "updated; configuration and key untouched"
 }
 
@@ -922,14 +1165,110 @@ stop_disable() { # UNIT
   act systemctl --user reset-failed "$u" 2>/dev/null || true
 }
 
-purge_paths() { # ENV_FILE KEY DEFAULT_TOKEN_DIR: configuration and token of one unit
-  local env=$1 key=$2 dir=$3 custom=""
-  [[ -f $env ]] && custom=$(sed -n 's/^[[:space:]]*GITHUB_TOKEN_FILE=["'\'']\{0,1\}\([^"'\'']*\).*/\1/p' "$env" | tail -n1)
-  remove "$env" "$key" "$dir"
-  if [[ -n $custom && $(dirname "$custom") != "$dir" ]]; then
-    remove "$custom"
-    rmdir "$(dirname "$custom")" 2>/dev/null || true
+# May --purge delete PATH, read from the manifest (a file the user can edit)? A plain absolute
+# path; a file only where setup.sh puts files (the binary, our units and drop-ins, the
+# configuration directory) or a token file that still looks like one; a directory (removed
+# only when empty) below $HOME or the runtime directory, not holding ~/.ssh or the like.
+purgeable() { # KIND PATH
+  local p=$2 real dir
+  [[ $p == /* && $p != *"/../"* && $p != *"/./"* && $p != */.. && $p != */. ]] || return 1
+  real=$(realpath -m -- "$p")
+  dir=$(dirname "$real")
+  case $1 in
+    file)
+      [[ $real == "$(realpath -m -- "$bin")" || $real == "$(realpath -m -- "$conf_dir")"/* ]] && return 0
+      [[ $dir == "$(realpath -m -- "$unit_dir")" && $(basename "$real") == "$name"*.service ]] && return 0
+      [[ $(basename "$dir") == "$name"*.service.d && $(dirname "$dir") == "$(realpath -m -- "$unit_dir")" ]]
+      ;;
+    token)
+      [[ -z $(output_dir_problem "$dir" "$(basename "$real")") ]] || return 1
+      [[ ! -f $real ]] || { [[ $(stat -c %s -- "$real") -lt 65536 ]] && grep -q '"expires_at"' -- "$real" && grep -q '"token"' -- "$real"; }
+      ;;
+    dir)
+      [[ $real == "$(realpath -m -- "$HOME")"/* || $real == "$(realpath -m -- "$runtime_dir")"/* ]] || return 1
+      local h
+      h=$(realpath -m -- "$HOME")
+      for p in "$h/.ssh" "$h/.gnupg"; do
+        [[ $real == "$p" || $real == "$p"/* ]] && return 1
+      done
+      return 0
+      ;;
+    *) return 1 ;;
+  esac
+}
+
+# Remove what the manifest says setup.sh created for UNIT ("*": for every unit): regular
+# files (never a symlink or anything else), token files, and directories once empty.
+purge_manifest() { # UNIT|*
+  [[ -f $manifest && ! -L $manifest ]] || return 0
+  local tag kind path lines=() keep=() i
+  mapfile -t lines <"$manifest"
+  [[ $1 != "*" ]] || ((dry_run)) || rm -f "$manifest"
+  for ((i = ${#lines[@]} - 1; i >= 0; i--)); do
+    read -r tag kind path <<<"${lines[i]}"
+    if [[ $1 != "*" && $tag != "$1" ]]; then
+      keep=("${lines[i]}" "${keep[@]}")
+      continue
+    fi
+    if ! purgeable "$kind" "$path"; then
+      warn "not removing '$path' (listed in $manifest, but not a place setup.sh creates things)"
+      continue
+    fi
+    case $kind in
+      file | token)
+        if [[ -f $path && ! -L $path ]]; then
+          act rm -f -- "$path"
+          ((dry_run)) || say "removed $path"
+        elif [[ -e $path || -L $path ]]; then
+          warn "not removing '$path': no longer a regular file"
+        fi
+        if [[ $kind == token ]]; then # the daemon's temp files beside it
+          local t
+          for t in "$(dirname "$path")/.$(basename "$path").tmp-"*; do
+            [[ -f $t && ! -L $t ]] && act rm -f -- "$t"
+          done
+        fi
+        ;;
+      dir)
+        if [[ -d $path && ! -L $path ]]; then
+          if ((dry_run)); then
+            say "would remove the directory $path if empty"
+          elif rmdir -- "$path" 2>/dev/null; then
+            say "removed $path"
+          else
+            say "kept $path: it holds files setup.sh did not create"
+          fi
+        fi
+        ;;
+    esac
+  done
+  if ((!dry_run)) && [[ $1 != "*" ]]; then
+    if ((${#keep[@]})); then
+      printf '%s\n' "${keep[@]}" >"$manifest.tmp.$$" && mv -f "$manifest.tmp.$$" "$manifest"
+    else
+      rm -f "$manifest"
+    fi
   fi
+}
+
+# Configuration, key and token directory of one unit: the fixed names setup.sh uses (regular
+# files only), the token directory systemd made for it, and the manifest's entries. A
+# GITHUB_TOKEN_FILE that the manifest does not list is left alone: the env file is
+# hand-editable, so it may name anything.
+purge_unit() { # UNIT ENV_FILE KEY DEFAULT_TOKEN_DIR
+  local u=$1 env=$2 key=$3 dir=$4 custom="" p
+  [[ -f $env ]] && custom=$(env_token_file "$env")
+  if [[ -n $custom && $(dirname "$custom") != "$dir" ]] && ! grep -qxF "$u token $custom" "$manifest" 2>/dev/null; then
+    warn "not removing $custom (GITHUB_TOKEN_FILE in $env, which setup.sh did not set up); remove it yourself if it is yours"
+  fi
+  for p in "$env" "$key"; do
+    if [[ -f $p && ! -L $p ]]; then
+      act rm -f -- "$p"
+      ((dry_run)) || say "removed $p"
+    fi
+  done
+  [[ -d $dir && ! -L $dir ]] && remove "$dir"
+  purge_manifest "$u"
 }
 
 do_uninstall() {
@@ -967,18 +1306,26 @@ do_uninstall() {
   fi
   if ((purge)); then
     if [[ -n $instance ]]; then
-      purge_paths "$env_file" "$key_dest" "$runtime_dir/$name@$instance"
+      purge_unit "$unit" "$env_file" "$key_dest" "$runtime_dir/$name@$instance"
     else
       for u in $units; do
         inst=${u#"$name"@}
-        [[ $u == *@* ]] && purge_paths "$conf_dir/${inst%.service}.env" "$conf_dir/${inst%.service}.pem" "$runtime_dir/$name@${inst%.service}"
+        inst=${inst%.service}
+        [[ $u == *@* ]] && purge_unit "$u" "$conf_dir/$inst.env" "$conf_dir/$inst.pem" "$runtime_dir/$name@$inst"
       done
-      purge_paths "$conf_dir/env" "$conf_dir/github-app.pem" "$runtime_dir/$name"
+      purge_unit "$name.service" "$conf_dir/env" "$conf_dir/github-app.pem" "$runtime_dir/$name"
       # instances that systemd no longer knows about but left files behind
       for inst in "$runtime_dir/$name"@*; do
-        [[ -e $inst ]] && remove "$inst"
+        [[ -d $inst && ! -L $inst ]] && remove "$inst"
       done
-      remove "$conf_dir"
+      local t
+      [[ -f $targets_dest && ! -L $targets_dest ]] && remove "$targets_dest"
+      purge_manifest "*"
+      for t in "$targets_dir" "$conf_dir"; do
+        if [[ -d $t && ! -L $t ]] && ((!dry_run)); then
+          rmdir -- "$t" 2>/dev/null || say "kept $t: it holds files setup.sh did not create"
+        fi
+      done
     fi
   else
     say "kept configuration in $conf_dir and the token directory (add --purge to remove them)"
