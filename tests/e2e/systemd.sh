@@ -9,7 +9,10 @@
 # hardening as seen from inside the unit, reload, a configuration error, kill -9, updates
 # (good, unchanged, changed unit, broken, with a reader checking the token file all along),
 # a second instance, the no-user-namespace fallback, several targets from a TOML file
-# (setup.sh --config: refusal, switch, hardening, reload), uninstall, and a search of the journal
+# (setup.sh --config: refusal, switch, hardening, reload), updates that must prove they mint
+# (rolled back when they cannot), a slow first mint under a short TimeoutStartSec, refused
+# --output places, --dry-run without a user manager, a purge that leaves unrelated files
+# alone, uninstall, and a search of the journal
 # and setup.sh's output for secrets. Prints one PASS/FAIL line per check and
 # "N passed, M failed"; exits non-zero on any failure. About a minute once the sandbox's
 # root file system exists. The sandbox is always powered off at the end.
@@ -406,6 +409,120 @@ expect "broken update: the previous binary is back, the unit active, the token v
 expect "broken update: a reader never saw a missing or invalid token file" reader_clean "$summary"
 remember_token
 
+# A build that passes `check` but whose daemon cannot mint: it starts, adopts the still-valid
+# file, says READY, and then every mint fails (its `run` talks to a closed port). READY alone
+# would count it a success; setup.sh must see that the file's generation never moves.
+NOMINT=$HOME_DEV/nomint/$UNIT
+# shellcheck disable=SC2016 # $1 and $@ belong to the script being written
+printf '#!/bin/sh\nif [ "$1" = run ]; then shift; exec %s run --api-url http://127.0.0.1:9 "$@"; fi\nexec %s "$@"\n' "$GTR" "$GTR" |
+  "$sandbox" user bash -c "mkdir -p ~/nomint && cat >$NOMINT && chmod 755 $NOMINT"
+start_reader
+sha_before=$(sha_of "$INSTALLED")
+units_before=$(u sha256sum "$HOME_DEV/.config/systemd/user/$UNIT.service" "$HOME_DEV/.config/$UNIT/env" "$HOME_DEV/.config/$UNIT/github-app.pem")
+gen_before=$(token_of "$TOKEN" generation)
+setup_env=(SETUP_PROVE_TIMEOUT=15)
+run_setup update-nomint --update --binary "$NOMINT"
+setup_env=()
+summary=$(stop_reader)
+t_nomint() {
+  [[ $rc != 0 ]] || { echo "setup.sh exited 0: a daemon that cannot mint stays installed"; return 1; }
+  contains "$out" "wrote no new token" && contains "$out" "rolling back" || return 1
+  contains "$out" "127.0.0.1:9" || { echo "the failing daemon's journal lines are not printed"; return 1; }
+}
+expect "update that cannot mint: the new daemon says READY but writes no token; setup.sh exits non-zero, prints its journal, rolls back" t_nomint
+t_nomint_back() {
+  [[ $(sha_of "$INSTALLED") == "$sha_before" ]] || { echo "the installed binary is not the previous one"; return 1; }
+  [[ $(u sha256sum "$HOME_DEV/.config/systemd/user/$UNIT.service" "$HOME_DEV/.config/$UNIT/env" "$HOME_DEV/.config/$UNIT/github-app.pem") == "$units_before" ]] ||
+    { echo "unit, env file or key changed"; return 1; }
+  is_active $UNIT || return 1
+  r grep -q "$INSTALLED" "/proc/$(prop $UNIT MainPID)/cmdline" || true
+  wait_for 20 newer_than_before || { echo "the previous daemon did not mint again"; return 1; }
+  token_valid
+}
+newer_than_before() { [[ $(token_of "$TOKEN" generation) -gt $gen_before ]]; }
+expect "update that cannot mint: previous binary, unit, env file and key back; the previous daemon runs and mints" t_nomint_back
+expect "update that cannot mint: a reader never saw a missing or invalid token file" reader_clean "$summary"
+remember_token
+
+# A build whose `check` fails too: refused before anything is replaced or restarted.
+NOCHECK=$HOME_DEV/nocheck/$UNIT
+# shellcheck disable=SC2016
+printf '#!/bin/sh\ncase "$1" in run|check|once) s=$1; shift; exec %s "$s" --api-url http://127.0.0.1:9 "$@";; esac\nexec %s "$@"\n' "$GTR" "$GTR" |
+  "$sandbox" user bash -c "mkdir -p ~/nocheck && cat >$NOCHECK && chmod 755 $NOCHECK"
+pid=$(prop $UNIT MainPID)
+sha_before=$(sha_of "$INSTALLED")
+run_setup update-nocheck --update --binary "$NOCHECK"
+t_nocheck() {
+  [[ $rc != 0 ]] || { echo "setup.sh exited 0"; return 1; }
+  contains "$out" "cannot mint with $UNIT.service's configuration" && contains "$out" "nothing was changed" || return 1
+  [[ $(sha_of "$INSTALLED") == "$sha_before" ]] || { echo "the binary was replaced"; return 1; }
+  [[ $(prop $UNIT MainPID) == "$pid" ]] || { echo "the daemon was restarted"; return 1; }
+}
+expect "update whose check cannot mint: refused before the swap (binary unchanged, daemon not restarted)" t_nocheck
+
+# --- a slow first mint under a short TimeoutStartSec --------------------------------------------
+# The daemon asks for more time (EXTEND_TIMEOUT_USEC) before each attempt until READY.
+run_setup install-slow --instance slow --app-id 1234 --private-key-file "$KEY" --installation-id 100 \
+  --api-url "$API" --binary "$NEW"
+SLOW_TOKEN=$RUN/$UNIT@slow/token.json
+ush "systemctl --user stop $UNIT@slow && rm -f $SLOW_TOKEN && mkdir -p ~/.config/systemd/user/$UNIT@slow.service.d &&
+  printf '[Service]\nTimeoutStartSec=4s\n' >~/.config/systemd/user/$UNIT@slow.service.d/e2e-timeout.conf &&
+  systemctl --user daemon-reload" >"$logs/slow-prepare.log" 2>&1
+u curl -fsS -X POST "$API/_fake/faults" -d '{"route":"access_tokens","times":1,"kind":{"type":"delay","ms":9000}}' >/dev/null
+started=$SECONDS
+rc=0
+u systemctl --user start $UNIT@slow >"$logs/slow-start.log" 2>&1 || rc=$?
+took=$((SECONDS - started))
+t_slow() {
+  [[ $(prop $UNIT@slow TimeoutStartUSec) == 4s ]] || { echo "TimeoutStartSec is $(prop $UNIT@slow TimeoutStartUSec)"; return 1; }
+  [[ $rc == 0 ]] || { echo "start failed (exit $rc) after ${took}s"; u journalctl --user -u $UNIT@slow -n 10 --no-pager; return 1; }
+  ((took >= 8)) || { echo "started in ${took}s: the mint was not slow, this proves nothing"; return 1; }
+  is_active $UNIT@slow && token_valid "$SLOW_TOKEN"
+}
+expect "slow first mint: GitHub answers after 9 s, TimeoutStartSec=4s, and the unit still becomes active (EXTEND_TIMEOUT_USEC)" t_slow
+remember_token "$SLOW_TOKEN"
+run_setup uninstall-slow --uninstall --instance slow --purge
+ush "rm -rf ~/.config/systemd/user/$UNIT@slow.service.d && systemctl --user daemon-reload"
+
+# --- where the token may go (--output) -----------------------------------------------------------
+for bad_out in "$HOME_DEV/token.json" "/tmp/token.json" "$HOME_DEV/.config/token.json" "/home/token.json"; do
+  run_setup "install-output-${bad_out//\//_}" --instance homeout --app-id 1234 --private-key-file "$KEY" \
+    --installation-id 100 --api-url "$API" --output "$bad_out" --binary "$NEW"
+  t_bad_output() {
+    [[ $rc != 0 ]] || { echo "setup.sh exited 0"; return 1; }
+    if [[ $(grep -c 'setup: error' <<<"$out") != 1 ]] || ! contains "$out" "Give the token a directory of its own"; then
+      echo "$out"
+      return 1
+    fi
+    absent "$HOME_DEV/.config/systemd/user/$UNIT@homeout.service.d" "$HOME_DEV/.config/$UNIT/homeout.env" "$HOME_DEV/.config/$UNIT/homeout.pem"
+  }
+  expect "output: --output $bad_out is refused with one line, and nothing is installed" t_bad_output
+done
+# A failing install after the drop-in was written leaves none of it behind.
+run_setup install-fail-dropin --instance failout --app-id 1234 --private-key-file "$KEY" \
+  --installation-id 999 --api-url "$API" --output "$HOME_DEV/tokens/failout/token.json" --binary "$NEW"
+t_fail_dropin() {
+  [[ $rc != 0 ]] || { echo "setup.sh exited 0"; return 1; }
+  contains "$out" "FAIL" && contains "$out" "undoing" || return 1
+  absent "$HOME_DEV/.config/systemd/user/$UNIT@failout.service.d" "$HOME_DEV/tokens/failout" \
+    "$HOME_DEV/.config/$UNIT/failout.env" "$HOME_DEV/.config/$UNIT/failout.pem"
+}
+expect "output: an install whose check fails leaves no drop-in, token directory, env file or key behind" t_fail_dropin
+
+# --- purge removes only what setup.sh made ---------------------------------------------------------
+run_setup install-victim --instance victim --app-id 1234 --private-key-file "$KEY" --installation-id 100 \
+  --api-url "$API" --binary "$NEW"
+ush "mkdir -p ~/.ssh && echo 'ssh-ed25519 AAAA precious' >~/.ssh/authorized_keys &&
+  echo GITHUB_TOKEN_FILE=$HOME_DEV/.ssh/authorized_keys >>~/.config/$UNIT/victim.env"
+run_setup uninstall-victim --uninstall --instance victim --purge
+t_victim() {
+  [[ $rc == 0 ]] || { echo "exit $rc"; return 1; }
+  u grep -q precious "$HOME_DEV/.ssh/authorized_keys" || { echo "$HOME_DEV/.ssh/authorized_keys was removed"; return 1; }
+  contains "$out" "not removing $HOME_DEV/.ssh/authorized_keys" || return 1
+  absent "$HOME_DEV/.config/$UNIT/victim.env" "$HOME_DEV/.config/$UNIT/victim.pem" "$RUN/$UNIT@victim"
+}
+expect "purge: a GITHUB_TOKEN_FILE edited into the env file (~/.ssh/authorized_keys) is not deleted; the instance's own files are" t_victim
+
 # --- a second instance, with its token file in a directory of its own choosing ---------------
 pid=$(prop $UNIT MainPID)
 OCTO_TOKEN=$HOME_DEV/tokens/octo/token.json
@@ -556,11 +673,37 @@ run_setup config-single --app-id 1234 --installation-id 100 --api-url "$API" --b
 t_config_single() { [[ $rc == 2 ]] && contains "$out" "--config FILE" && [[ $(prop $UNIT MainPID) == "$pid" ]]; }
 expect "config: a single-target install over it is refused (exit 2), naming the way back" t_config_single
 
+# --- --dry-run validates through the binary, also without a user manager -------------------------
+# As root with no user manager (`systemctl --user` fails), for a user "nomgr" made for it.
+r useradd -m nomgr >/dev/null 2>&1
+r install -o nomgr -m 600 "$KEY" /home/nomgr/app.pem
+dry() { rc=0; out=$(r runuser -u nomgr -- env -u XDG_RUNTIME_DIR -u DBUS_SESSION_BUS_ADDRESS "$SETUP" --dry-run --private-key-file /home/nomgr/app.pem --binary "$GTR" "$@" 2>&1) || rc=$?; printf '%s\n' "$out" >>"$logs/dry-run-nomgr.log"; }
+dry --app-id 1234 --installation-id 100
+t_dry_ok() {
+  [[ $rc == 0 ]] || { echo "exit $rc"; tail <<<"$out"; return 1; }
+  contains "$out" "no systemd user manager" && contains "$out" "settings and key valid" && contains "$out" "would run: systemctl --user enable --now" || return 1
+  if r test -e /home/nomgr/.config || r test -e /home/nomgr/.local; then echo "it wrote something"; return 1; fi
+}
+expect "dry run without a user manager: says so, validates with 'check --offline', says what it would do, writes nothing" t_dry_ok
+dry --app-id 12x --installation-id 100
+t_dry_bad() {
+  [[ $rc == 78 ]] || { echo "exit $rc"; tail <<<"$out"; return 1; }
+  contains "$out" "FAIL  configuration" || return 1
+}
+expect "dry run: a bad value is reported by the binary (FAIL line, exit 78)" t_dry_bad
+
 # --- uninstall ----------------------------------------------------------------------------------
 run_setup uninstall-dry --uninstall --purge --dry-run
 t_dry() { [[ $rc == 0 ]] && contains "$out" "would run" && is_active $UNIT && u test -f "$TOKEN" && u test -f "$INSTALLED"; }
 expect "uninstall --dry-run: says what it would do and changes nothing" t_dry
+ush "echo mine >~/.config/$UNIT/my-notes.txt && mkdir -p ~/tokens/keep && echo mine >~/tokens/keep/file"
 run_setup uninstall --uninstall --purge
+t_purge_unrelated() {
+  [[ $(u ls -A "$HOME_DEV/.config/$UNIT") == my-notes.txt ]] || { echo "left in the configuration directory: $(u ls -A "$HOME_DEV/.config/$UNIT")"; return 1; }
+  u test -f "$HOME_DEV/tokens/keep/file" && u test -f "$HOME_DEV/.ssh/authorized_keys"
+}
+expect "uninstall --purge: a file of the user's in the configuration directory, ~/tokens/keep and ~/.ssh are left alone" t_purge_unrelated
+ush "rm -f ~/.config/$UNIT/my-notes.txt && rmdir ~/.config/$UNIT"
 t_uninstall() {
   [[ $rc == 0 ]] || { echo "exit $rc"; return 1; }
   absent "$INSTALLED" "$HOME_DEV/.local/bin/.$UNIT.prev" "$HOME_DEV/.config/$UNIT" \
