@@ -234,25 +234,21 @@ undo_all() {
 # Keep what this run created in the manifest (0600, one "TAG KIND PATH" a line).
 commit_run() { # [TOKEN_FILE]: also a token file at a place setup.sh chose
   ((dry_run)) && return 0
-  local line kind tag path
-  {
-    for line in "${undo_log[@]}"; do
-      read -r kind tag path <<<"$line"
-      case $kind in
-        new) echo "$tag file $path" ;;
-        dir) echo "$tag dir $path" ;;
-      esac
-    done
-    [[ -z ${1:-} ]] || echo "$unit token $1"
-  } >>"$manifest.new.$$"
-  if [[ -s $manifest.new.$$ ]]; then
-    mkdir -p "$conf_dir"
-    { [[ ! -f $manifest ]] || cat "$manifest"; cat "$manifest.new.$$"; } | awk '!seen[$0]++' >"$manifest.tmp.$$"
-    chmod 0600 "$manifest.tmp.$$"
-    mv -f "$manifest.tmp.$$" "$manifest"
-  fi
-  rm -f "$manifest.new.$$"
   committed=1
+  local line kind tag path added=()
+  for line in "${undo_log[@]}"; do
+    read -r kind tag path <<<"$line"
+    case $kind in
+      new) added+=("$tag file $path") ;;
+      dir) added+=("$tag dir $path") ;;
+    esac
+  done
+  [[ -z ${1:-} ]] || added+=("$unit token $1")
+  ((${#added[@]})) || return 0
+  mkdir -p "$conf_dir"
+  { [[ ! -f $manifest ]] || cat "$manifest"; printf '%s\n' "${added[@]}"; } | awk '!seen[$0]++' >"$manifest.tmp.$$"
+  chmod 0600 "$manifest.tmp.$$"
+  mv -f "$manifest.tmp.$$" "$manifest"
 }
 
 # Copy SRC to DEST atomically (temporary file in DEST's directory, then rename) with MODE.
