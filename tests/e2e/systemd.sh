@@ -14,7 +14,7 @@
 # --output places, --dry-run without a user manager, a purge that leaves unrelated files
 # alone, uninstall, and a search of the journal
 # and setup.sh's output for secrets. Prints one PASS/FAIL line per check and
-# "N passed, M failed"; exits non-zero on any failure. About a minute once the sandbox's
+# "N passed, M failed"; exits non-zero on any failure. About three minutes once the sandbox's
 # root file system exists. The sandbox is always powered off at the end.
 #
 # Builds nothing. Environment:
