@@ -612,13 +612,18 @@ impl Daemon {
                 for gone in &old {
                     let path = &gone.target.output;
                     if self.delete_removed_outputs {
-                        match std::fs::remove_file(path) {
-                            Ok(()) => {
-                                info!(target = %gone.target.name, "target removed by reload; deleted '{}'", path.display())
+                        match self.removable(path) {
+                            Err(why) => {
+                                warn!(target = %gone.target.name, "target removed by reload; not deleting '{}': {why}", path.display())
                             }
-                            Err(e) => {
-                                warn!(target = %gone.target.name, "target removed by reload; cannot delete '{}': {e}", path.display())
-                            }
+                            Ok(()) => match std::fs::remove_file(path) {
+                                Ok(()) => {
+                                    info!(target = %gone.target.name, "target removed by reload; deleted '{}'", path.display())
+                                }
+                                Err(e) => {
+                                    warn!(target = %gone.target.name, "target removed by reload; cannot delete '{}': {e}", path.display())
+                                }
+                            },
                         }
                     } else {
                         info!(target = %gone.target.name, "target removed by reload; '{}' is left as it is", path.display());
@@ -647,6 +652,24 @@ impl Daemon {
             }
         }
         self.ready_sent = true;
+    }
+}
+
+impl Daemon {
+    /// `delete_removed_outputs` deletes only a regular file that is a token file, and never
+    /// one that a current target writes (two spellings of one path, a symlinked directory).
+    fn removable(&self, path: &std::path::Path) -> Result<(), String> {
+        let key = crate::config_file::same_file_key(path);
+        if let Some(t) = self
+            .targets
+            .iter()
+            .find(|t| crate::config_file::same_file_key(&t.target.output) == key)
+        {
+            return Err(format!("target '{}' writes it", t.name()));
+        }
+        token_file::read(path)
+            .map(|_| ())
+            .map_err(|e| crate::sanitize::clean(&e.to_string()))
     }
 }
 
