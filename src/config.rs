@@ -513,6 +513,23 @@ pub fn format_duration(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn userinfo_in_the_api_url_is_refused_and_not_echoed() {
+        for url in [
+            "https://u:hunter2@api.github.com",
+            "https://:hunter2@api.github.com",
+            "https://u@api.github.com",
+            "https://x:hunter2@exa mple.com",
+        ] {
+            let e = parse_api_url(url).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        assert!(is_loopback_url("http://127.0.0.1:8080"));
+        assert!(is_loopback_url("http://[::1]:1"));
+        assert!(is_loopback_url("http://localhost"));
+        assert!(!is_loopback_url("https://api.github.com"));
+    }
+
     use super::*;
 
     fn env() -> HostEnv {

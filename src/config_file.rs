@@ -557,6 +557,51 @@ jitter = "1m"
         assert!(!f.delete_removed_outputs);
     }
 
+    #[test]
+    fn names_are_plain_and_outputs_normalised() {
+        for ok in ["a", "agent-1", "A_b.c", "9"] {
+            assert!(is_plain_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a\nb",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(!is_plain_name(bad), "{bad:?}");
+        }
+        assert_eq!(
+            lexical(Path::new("/x/b/../a/./token.json")),
+            Path::new("/x/a/token.json")
+        );
+        assert_eq!(lexical(Path::new("/../a")), Path::new("/a"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
+        assert_eq!(
+            same_file_key(&dir.path().join("link/new/token.json")),
+            same_file_key(&dir.path().join("real/x/../new/token.json"))
+        );
+    }
+
+    #[test]
+    fn modes_never_let_the_group_write_and_need_a_group_to_read() {
+        assert!(parse_mode(&ModeValue::Text("0600".into())).is_ok());
+        assert!(parse_mode(&ModeValue::Text("0640".into())).is_ok());
+        for bad in ["0660", "0620", "0644", "0400", "0604"] {
+            assert!(parse_mode(&ModeValue::Text(bad.into())).is_err(), "{bad}");
+        }
+        let e = error_of(
+            "app_id = 1\nprivate_key_file = \"/k\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\noutput = \"/t/token.json\"\nmode = \"0640\"\n",
+        );
+        assert!(e.contains("no group is set"), "{e}");
+    }
+
     fn error_of(text: &str) -> String {
         parse_str(text).unwrap_err().0
     }

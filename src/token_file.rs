@@ -682,6 +682,73 @@ mod tests {
     }
 
     #[test]
+    fn the_token_rule() {
+        assert!(check_token("ghs_AbC123").is_ok());
+        assert!(check_token(&format!("ghs_{}", "a".repeat(516))).is_ok());
+        assert!(check_token(&"a".repeat(MAX_TOKEN_LEN)).is_ok());
+        assert!(check_token(&"a".repeat(MAX_TOKEN_LEN + 1)).is_err());
+        for bad in ["", "ghs a", "ghs_\n", "ghs_\u{1b}[2J", "ghs_é", "ghs_\u{0}"] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_bounded_regular_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        let not_a_file = |r: Result<TokenFile, ReadError>| match r {
+            Err(ReadError::NotAFile { what, .. }) => what,
+            other => panic!("{other:?}"),
+        };
+        std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+        assert_eq!(not_a_file(read(&path)), "a symbolic link");
+        assert_eq!(not_a_file(read_following(&path)), "a device");
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        assert_eq!(not_a_file(read(&path)), "a directory");
+        fs::remove_dir(&path).unwrap();
+        let big = format!(
+            r#"{{"token":"ghs_a","expires_at":"2027-01-15T10:00:00Z","account":"{}"}}"#,
+            "a".repeat(MAX_FILE_BYTES as usize)
+        );
+        fs::write(&path, big).unwrap();
+        assert_eq!(not_a_file(read(&path)), "larger than 64 KiB");
+        fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(matches!(read(&path), Err(ReadError::Invalid { .. })));
+        assert!(matches!(
+            read(&dir.path().join("none")),
+            Err(ReadError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn an_output_directory_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = |m| fs::set_permissions(dir.path(), fs::Permissions::from_mode(m)).unwrap();
+        set(0o700);
+        assert!(check_dir(dir.path()).is_ok());
+        set(0o750);
+        assert!(check_dir(dir.path()).is_ok());
+        for m in [0o770, 0o702, 0o1777, 0o720] {
+            set(m);
+            let e = check_dir(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("chmod go-w"), "{m:o}: {e}");
+        }
+        set(0o700);
+    }
+
+    #[test]
+    fn text_fields_of_a_file_are_cleaned_as_they_are_read() {
+        let f = TokenFile::parse(
+            r#"{"token":"ghs_a","expires_at":"2027-01-15T10:00:00Z","account":"a\nb\u001b[2J","repositories":["r\r"],"permissions":{"c\u0007":"w"}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.account, "a\\nb\\u{1b}[2J");
+        assert_eq!(f.repositories, Some(vec!["r\\r".to_string()]));
+        assert!(f.permissions.contains_key("c\\u{7}"));
+    }
+
+    #[test]
     fn freshness_bands() {
         let f = sample(now().timestamp() + 300);
         assert_eq!(
