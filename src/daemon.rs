@@ -253,7 +253,15 @@ impl Daemon {
             if removed > 0 {
                 info!(target = %t.target.name, removed, "removed temp files left by a crash");
             }
-            if let Ok(file) = token_file::read(&t.target.output) {
+            let read = token_file::read(&t.target.output);
+            if let Err(
+                e
+                @ (token_file::ReadError::NotAFile { .. } | token_file::ReadError::Invalid { .. }),
+            ) = &read
+            {
+                warn!(target = %t.target.name, "{e}; the next token replaces it");
+            }
+            if let Ok(file) = read {
                 if let Freshness::Valid { remaining_secs }
                 | Freshness::Expiring { remaining_secs } = file.freshness(now, 0)
                 {

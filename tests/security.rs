@@ -92,6 +92,9 @@ fn a_fifo_or_a_device_at_the_token_path_never_hangs_or_exhausts_a_reader() {
     let n = Notify::new(env.dir.path());
     let d = daemon(&env, &n, &["--installation-id", "100"]);
     d.wait_log("the start-up line", limit, |l| l.contains("started with"));
+    d.wait_log("a warning about the FIFO", limit, |l| {
+        l.contains("is not a token file: it is a FIFO; the next token replaces it")
+    });
     let stopping = Instant::now();
     let (code, log) = d.stop(Duration::from_secs(3));
     assert_eq!(code, Some(0), "{log}");
