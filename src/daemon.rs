@@ -262,7 +262,13 @@ impl Daemon {
                 warn!(target = %t.target.name, "{e}; the next token replaces it");
             }
             if let Ok(file) = read {
-                if let Freshness::Valid { remaining_secs }
+                let max_life = crate::github::MAX_TOKEN_LIFETIME.as_secs() as i64;
+                let remaining = file.expires_at_unix - now.timestamp();
+                if remaining > max_life {
+                    // GitHub's tokens live an hour: a file that says otherwise was not
+                    // written by us, and must not postpone the first mint
+                    warn!(target = %t.target.name, expires_at = %file.expires_at, "the token file from before expires later than a GitHub token can; not adopting it");
+                } else if let Freshness::Valid { remaining_secs }
                 | Freshness::Expiring { remaining_secs } = file.freshness(now, 0)
                 {
                     info!(

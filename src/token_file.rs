@@ -96,9 +96,9 @@ impl TokenFile {
         check_token(file.token.expose()).map_err(|why| format!("not a token file: {why}"))?;
         let parsed = DateTime::parse_from_rfc3339(&file.expires_at)
             .map_err(|_| "not a token file: \"expires_at\" is not an RFC 3339 time".to_string())?;
-        if file.expires_at_unix == 0 {
-            file.expires_at_unix = parsed.timestamp();
-        }
+        // the text is what GitHub sent; a number that disagrees (or would overflow the
+        // arithmetic on it) is not believed
+        file.expires_at_unix = parsed.timestamp();
         file.clean_text();
         Ok(file)
     }
@@ -450,7 +450,8 @@ pub fn publish(
         return Err(WriteError::TargetIsDirectory(path.to_owned()));
     }
     let previous = read(path).map(|f| f.generation).unwrap_or(0);
-    file.generation = file.generation.max(previous) + 1;
+    // the previous file may come from the sandbox: u64::MAX must not overflow
+    file.generation = file.generation.max(previous).saturating_add(1);
     let mut bytes = serde_json::to_vec_pretty(&file).expect("token file serializes");
     bytes.push(b'\n');
     let bytes = zeroize::Zeroizing::new(bytes);

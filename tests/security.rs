@@ -598,3 +598,46 @@ fn delete_removed_outputs_spares_current_files_and_anything_not_a_token_file() {
     );
     assert!(log.contains("not deleting"), "{log}");
 }
+
+#[test]
+fn a_file_from_the_sandbox_cannot_postpone_the_first_mint_or_overflow_the_generation() {
+    let env = TestEnv::new();
+    let d = env.dir.path().display().to_string();
+    let path = config(
+        &env,
+        &format!(
+            "refresh_interval = \"30m\"\n[[target]]\nname = \"a\"\noutput = \"{d}/a/token.json\"\n"
+        ),
+    );
+    let file = env.dir.path().join("a/token.json");
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
+    fs::set_permissions(file.parent().unwrap(), fs::Permissions::from_mode(0o700)).unwrap();
+    // "valid" for 73 years, a refresh planned in 72, the last generation there is
+    let forged = serde_json::json!({
+        "token": "ghs_forgedbythesandbox",
+        "expires_at": "2099-01-01T00:00:00Z",
+        "expires_at_unix": 4_070_908_800i64,
+        "refresh_at": "2098-01-01T00:00:00Z",
+        "refresh_at_unix": 4_039_372_800i64,
+        "app_id": env.fake.app().id.to_string(),
+        "generation": u64::MAX,
+    });
+    fs::write(&file, forged.to_string()).unwrap();
+    let mut n = Notify::new(env.dir.path());
+    let mut c = bare_cmd();
+    c.arg("run")
+        .arg("--config")
+        .arg(&path)
+        .env("NOTIFY_SOCKET", &n.path);
+    let p = Proc::spawn(c);
+    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    wait_until(
+        "a real token replaces the forged one",
+        Duration::from_secs(10),
+        || token_file::read(&file).is_ok_and(|f| f.token.expose() != "ghs_forgedbythesandbox"),
+    );
+    let (_, log) = p.stop(Duration::from_secs(5));
+    let now = token_file::read(&file).unwrap();
+    assert_eq!(now.generation, u64::MAX, "{log}");
+    assert!(log.contains("not adopting"), "{log}");
+}
