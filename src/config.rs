@@ -353,14 +353,22 @@ pub fn parse_api_url(s: &str) -> Result<String, ConfigError> {
         err(format!(
             "--api-url '{}': {why} (GitHub.com is {DEFAULT_API_URL}; GitHub Enterprise Server is \
              https://HOST/api/v3)",
-            s.escape_debug()
+            without_userinfo(s).escape_debug()
         ))
     };
     let Ok(url) = reqwest::Url::parse(s) else {
         return bad("not a URL");
     };
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return bad("must not carry a query, fragment or user name");
+    if !url.username().is_empty() || url.password().is_some() {
+        // never echo it: the part before '@' may be a password
+        return err(
+            "--api-url: must not carry a user name or password (user:password@); the App \
+             authenticates with its key, and a credential in the URL would reach logs and \
+             proxies",
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return bad("must not carry a query or fragment");
     }
     match url.scheme() {
         "https" => {}
@@ -372,6 +380,21 @@ pub fn parse_api_url(s: &str) -> Result<String, ConfigError> {
         return bad("has no host");
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `s` with anything between `://` and the last `@` hidden: a URL that fails to parse may
+/// still carry a password, and an error must not echo it.
+fn without_userinfo(s: &str) -> String {
+    let start = s.find("://").map_or(0, |i| i + 3);
+    match s.rfind('@') {
+        Some(at) if at >= start => format!("{}***@{}", &s[..start], &s[at + 1..]),
+        _ => s.to_owned(),
+    }
+}
+
+/// The API URL names a loopback host (`127.0.0.0/8`, `::1`, `localhost`).
+pub fn is_loopback_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| is_loopback(&u))
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {
@@ -490,6 +513,23 @@ pub fn format_duration(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn userinfo_in_the_api_url_is_refused_and_not_echoed() {
+        for url in [
+            "https://u:hunter2@api.github.com",
+            "https://:hunter2@api.github.com",
+            "https://u@api.github.com",
+            "https://x:hunter2@exa mple.com",
+        ] {
+            let e = parse_api_url(url).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        assert!(is_loopback_url("http://127.0.0.1:8080"));
+        assert!(is_loopback_url("http://[::1]:1"));
+        assert!(is_loopback_url("http://localhost"));
+        assert!(!is_loopback_url("https://api.github.com"));
+    }
+
     use super::*;
 
     fn env() -> HostEnv {

@@ -237,7 +237,7 @@ fn parse_with(
             );
         }
         if let Some((other, first)) =
-            outputs.insert(target.output.clone(), (target.name.clone(), line))
+            outputs.insert(same_file_key(&target.output), (target.name.clone(), line))
         {
             return src.err(
                 t.get_ref().output.as_ref().map_or(t.span(), |o| o.span()),
@@ -259,6 +259,46 @@ fn parse_with(
     })
 }
 
+/// A target name: it becomes a directory name under `XDG_RUNTIME_DIR`, a log field and
+/// part of STATUS, so a plain identifier — never `.`, `..`, a `/` or a control character.
+pub fn is_plain_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// `path` with `.` dropped and `..` resolved lexically (`/a/b/../c` → `/a/c`).
+pub fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// What decides whether two outputs are one file: the deepest existing directory on the
+/// way canonicalised (symbolic links resolved), the rest resolved lexically.
+pub fn same_file_key(path: &Path) -> PathBuf {
+    let mut existing = path.parent();
+    while let Some(dir) = existing {
+        if let Ok(real) = std::fs::canonicalize(dir) {
+            let rest = path.strip_prefix(dir).unwrap_or(path);
+            return lexical(&real.join(rest));
+        }
+        existing = dir.parent();
+    }
+    lexical(path)
+}
+
 fn pick<'a, T>(own: &'a Option<T>, shared: &'a Option<T>) -> Option<&'a T> {
     own.as_ref().or(shared.as_ref())
 }
@@ -271,17 +311,13 @@ fn build_target(
     env: &HostEnv,
 ) -> Result<Target, ConfigError> {
     let name = t.name.get_ref().trim().to_owned();
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !name_ok {
+    if !is_plain_name(&name) {
         return src.err(
             t.name.span(),
             format!(
-                "target name '{}': use letters, digits, '-', '_' or '.'",
-                name.escape_debug()
+                "target name '{}': start with a letter or digit, then use letters, digits, \
+                 '-', '_' or '.' (at most 64; it names a directory, so no '/', '.' or '..')",
+                crate::sanitize::clean(&name).escape_debug()
             ),
         );
     }
@@ -347,7 +383,7 @@ fn build_target(
         None => BTreeMap::new(),
     };
     let output = match &t.output {
-        Some(p) if p.get_ref().is_absolute() => p.get_ref().clone(),
+        Some(p) if p.get_ref().is_absolute() => lexical(p.get_ref()),
         Some(p) => return src.err(p.span(), ctx("output must be an absolute path")),
         None => match &env.xdg_runtime_dir {
             Some(dir) => dir
@@ -386,6 +422,17 @@ fn build_target(
     if let Some(g) = pick(o.group, defaults.group) {
         file.gid = Some(src.rekey(g.span(), resolve_group(g.get_ref()))?);
     }
+    if file.mode & 0o070 != 0 && file.gid.is_none() {
+        let m = pick(o.mode, defaults.mode).map_or(span.clone(), |m| m.span());
+        return src.err(
+            m,
+            ctx(&format!(
+                "mode {:04o} lets the file's group read the token, but no group is set: add \
+                 group = \"NAME\" (the group the readers share), or use mode \"0600\"",
+                file.mode
+            )),
+        );
+    }
     Ok(Target {
         name,
         app: AppRef { app_id, key_file },
@@ -405,10 +452,10 @@ fn parse_mode(v: &ModeValue) -> Result<u32, ConfigError> {
         ModeValue::Text(s) => u32::from_str_radix(s.trim().trim_start_matches("0o"), 8).ok(),
     };
     match mode {
-        Some(m) if m & !0o777 == 0 && m & 0o600 == 0o600 && m & 0o007 == 0 => Ok(m),
+        Some(m) if m & !0o777 == 0 && m & 0o600 == 0o600 && m & 0o027 == 0 => Ok(m),
         _ => Err(ConfigError(
-            "mode: expected an octal mode the owner can read and write and others cannot \
-             read, e.g. \"0600\" or \"0640\""
+            "mode: expected an octal mode the owner can read and write, the group can at \
+             most read and others cannot touch, e.g. \"0600\" or \"0640\""
                 .into(),
         )),
     }
@@ -508,6 +555,51 @@ jitter = "1m"
         assert_eq!(b.policy.jitter.as_secs(), 60);
         assert_eq!(b.api_url, DEFAULT_API_URL);
         assert!(!f.delete_removed_outputs);
+    }
+
+    #[test]
+    fn names_are_plain_and_outputs_normalised() {
+        for ok in ["a", "agent-1", "A_b.c", "9"] {
+            assert!(is_plain_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a\nb",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(!is_plain_name(bad), "{bad:?}");
+        }
+        assert_eq!(
+            lexical(Path::new("/x/b/../a/./token.json")),
+            Path::new("/x/a/token.json")
+        );
+        assert_eq!(lexical(Path::new("/../a")), Path::new("/a"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
+        assert_eq!(
+            same_file_key(&dir.path().join("link/new/token.json")),
+            same_file_key(&dir.path().join("real/x/../new/token.json"))
+        );
+    }
+
+    #[test]
+    fn modes_never_let_the_group_write_and_need_a_group_to_read() {
+        assert!(parse_mode(&ModeValue::Text("0600".into())).is_ok());
+        assert!(parse_mode(&ModeValue::Text("0640".into())).is_ok());
+        for bad in ["0660", "0620", "0644", "0400", "0604"] {
+            assert!(parse_mode(&ModeValue::Text(bad.into())).is_err(), "{bad}");
+        }
+        let e = error_of(
+            "app_id = 1\nprivate_key_file = \"/k\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\noutput = \"/t/token.json\"\nmode = \"0640\"\n",
+        );
+        assert!(e.contains("no group is set"), "{e}");
     }
 
     fn error_of(text: &str) -> String {

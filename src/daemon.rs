@@ -253,8 +253,22 @@ impl Daemon {
             if removed > 0 {
                 info!(target = %t.target.name, removed, "removed temp files left by a crash");
             }
-            if let Ok(file) = token_file::read(&t.target.output) {
-                if let Freshness::Valid { remaining_secs }
+            let read = token_file::read(&t.target.output);
+            if let Err(
+                e
+                @ (token_file::ReadError::NotAFile { .. } | token_file::ReadError::Invalid { .. }),
+            ) = &read
+            {
+                warn!(target = %t.target.name, "{e}; the next token replaces it");
+            }
+            if let Ok(file) = read {
+                let max_life = crate::github::MAX_TOKEN_LIFETIME.as_secs() as i64;
+                let remaining = file.expires_at_unix - now.timestamp();
+                if remaining > max_life {
+                    // GitHub's tokens live an hour: a file that says otherwise was not
+                    // written by us, and must not postpone the first mint
+                    warn!(target = %t.target.name, expires_at = %file.expires_at, "the token file from before expires later than a GitHub token can; not adopting it");
+                } else if let Freshness::Valid { remaining_secs }
                 | Freshness::Expiring { remaining_secs } = file.freshness(now, 0)
                 {
                     info!(
@@ -619,13 +633,18 @@ impl Daemon {
                 for gone in &old {
                     let path = &gone.target.output;
                     if self.delete_removed_outputs {
-                        match std::fs::remove_file(path) {
-                            Ok(()) => {
-                                info!(target = %gone.target.name, "target removed by reload; deleted '{}'", path.display())
+                        match self.removable(path) {
+                            Err(why) => {
+                                warn!(target = %gone.target.name, "target removed by reload; not deleting '{}': {why}", path.display())
                             }
-                            Err(e) => {
-                                warn!(target = %gone.target.name, "target removed by reload; cannot delete '{}': {e}", path.display())
-                            }
+                            Ok(()) => match std::fs::remove_file(path) {
+                                Ok(()) => {
+                                    info!(target = %gone.target.name, "target removed by reload; deleted '{}'", path.display())
+                                }
+                                Err(e) => {
+                                    warn!(target = %gone.target.name, "target removed by reload; cannot delete '{}': {e}", path.display())
+                                }
+                            },
                         }
                     } else {
                         info!(target = %gone.target.name, "target removed by reload; '{}' is left as it is", path.display());
@@ -654,6 +673,24 @@ impl Daemon {
             }
         }
         self.ready_sent = true;
+    }
+}
+
+impl Daemon {
+    /// `delete_removed_outputs` deletes only a regular file that is a token file, and never
+    /// one that a current target writes (two spellings of one path, a symlinked directory).
+    fn removable(&self, path: &std::path::Path) -> Result<(), String> {
+        let key = crate::config_file::same_file_key(path);
+        if let Some(t) = self
+            .targets
+            .iter()
+            .find(|t| crate::config_file::same_file_key(&t.target.output) == key)
+        {
+            return Err(format!("target '{}' writes it", t.name()));
+        }
+        token_file::read(path)
+            .map(|_| ())
+            .map_err(|e| crate::sanitize::clean(&e.to_string()))
     }
 }
 

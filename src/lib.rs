@@ -17,6 +17,7 @@ pub mod jwt;
 pub mod logging;
 pub mod notify;
 pub mod refresh;
+pub mod sanitize;
 pub mod schedule;
 pub mod secret;
 pub mod token_file;
@@ -73,6 +74,13 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         }
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if matches!(
+        command,
+        Command::Run(_) | Command::Once(_) | Command::Check(_)
+    ) {
+        // before any of them reads the key
+        harden_process();
+    }
     match command {
         Command::Run(args) => runtime.block_on(run(args, clock)),
         Command::Once(args) => runtime.block_on(async {
@@ -135,7 +143,6 @@ fn load(args: &ConfigArgs) -> Result<(Config, Resources), ConfigError> {
 }
 
 async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
-    harden_process();
     let (config, res) = match load(&args) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -152,7 +159,8 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
 }
 
 /// No core dumps of a process that holds the key and tokens (prctl PR_SET_DUMPABLE 0; this
-/// also keeps other processes of the same user from ptrace-attaching).
+/// also keeps other processes of the same user from ptrace-attaching and from reading its
+/// /proc/PID/mem or environ). Every command that loads the key calls it first.
 fn harden_process() {
     if let Err(e) =
         rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)

@@ -106,7 +106,9 @@ impl RefreshError {
         match self {
             RefreshError::Github(e) => e.is_permanent(),
             RefreshError::Sign(_) => true,
-            RefreshError::Write(WriteError::TargetIsDirectory(_)) => true,
+            RefreshError::Write(WriteError::TargetIsDirectory(_) | WriteError::UnsafeDir(_)) => {
+                true
+            }
             RefreshError::Write(_) => false,
         }
     }

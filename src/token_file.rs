@@ -1,10 +1,12 @@
-//! The token file: its JSON shape, reading it back, and publishing a new one atomically
-//! (temp file with O_EXCL in the same directory, fsync, rename, fsync the directory).
+//! The token file: its JSON shape, the one rule for what a token may look like, reading a
+//! file back safely (whatever a sandbox put at the path), checking the output directory,
+//! and publishing a new file atomically (temp file with O_EXCL in the same directory,
+//! fsync, rename, fsync the directory).
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -91,15 +93,61 @@ impl TokenFile {
     pub fn parse(text: &str) -> Result<TokenFile, String> {
         let mut file: TokenFile = serde_json::from_str(text)
             .map_err(|e| format!("not a token file: {}", json_error_without_values(&e)))?;
-        if file.token.is_empty() {
-            return Err("not a token file: \"token\" is empty".into());
-        }
+        check_token(file.token.expose()).map_err(|why| format!("not a token file: {why}"))?;
         let parsed = DateTime::parse_from_rfc3339(&file.expires_at)
             .map_err(|_| "not a token file: \"expires_at\" is not an RFC 3339 time".to_string())?;
-        if file.expires_at_unix == 0 {
-            file.expires_at_unix = parsed.timestamp();
-        }
+        // the text is what GitHub sent; a number that disagrees (or would overflow the
+        // arithmetic on it) is not believed
+        file.expires_at_unix = parsed.timestamp();
+        file.clean_text();
         Ok(file)
+    }
+
+    /// Anyone who can write the shared directory wrote this file: its text fields reach
+    /// `status` output and messages only through [`crate::sanitize::clean`].
+    fn clean_text(&mut self) {
+        use crate::sanitize::clean;
+        for s in [
+            &mut self.expires_at,
+            &mut self.generated_at,
+            &mut self.app_id,
+            &mut self.account,
+            &mut self.repository_selection,
+            &mut self.api_url,
+            &mut self.refresh_at,
+        ] {
+            *s = clean(s);
+        }
+        self.permissions = std::mem::take(&mut self.permissions)
+            .into_iter()
+            .map(|(k, v)| (clean(&k), clean(&v)))
+            .collect();
+        if let Some(repos) = &mut self.repositories {
+            for r in repos {
+                *r = clean(r);
+            }
+        }
+    }
+}
+
+/// Longest token accepted. GitHub's tokens are 40 characters today and its new format about
+/// 520; anything near this is a garbled answer, not a token.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// The one rule for a token's text, applied to a minted token before it is written and by
+/// every reader of the file: non-empty, at most [`MAX_TOKEN_LEN`] bytes, visible ASCII
+/// only. A token travels as an HTTP header, an environment variable and a line of git's
+/// credential protocol; whitespace, control characters or non-ASCII would break or inject
+/// into those.
+pub fn check_token(token: &str) -> Result<(), &'static str> {
+    if token.is_empty() {
+        Err("the token is empty")
+    } else if token.len() > MAX_TOKEN_LEN {
+        Err("the token is absurdly long (more than 4096 characters)")
+    } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        Err("the token holds characters a token can't (whitespace, control or non-ASCII)")
+    } else {
+        Ok(())
     }
 }
 
@@ -141,14 +189,66 @@ pub enum ReadError {
     Unreadable { path: PathBuf, source: io::Error },
     #[error("token file '{path}': {reason}")]
     Invalid { path: PathBuf, reason: String },
+    /// Not a regular file, or far too large to be one of ours.
+    #[error("'{path}' is not a token file: it is {what}")]
+    NotAFile { path: PathBuf, what: &'static str },
 }
 
-/// Read and parse the token file at `path`.
+/// A token file is well under 4 KiB; a read never takes more than this.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024;
+
+/// Whether a read follows a symbolic link at the path itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// The daemon and `status`: the daemon never writes a link, so one at the path was put
+    /// there by someone else.
+    Never,
+    /// Consumers in a container (Kubernetes projected volumes are symbolic links).
+    Symlinks,
+}
+
+/// Read and parse the token file at `path` without following a symbolic link there.
 pub fn read(path: &Path) -> Result<TokenFile, ReadError> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => zeroize::Zeroizing::new(t),
+    read_with(path, Follow::Never)
+}
+
+/// Read and parse the token file at `path`, following a symbolic link there.
+pub fn read_following(path: &Path) -> Result<TokenFile, ReadError> {
+    read_with(path, Follow::Symlinks)
+}
+
+/// The one safe read every reader uses: open without blocking (a FIFO at the path must
+/// not hang the reader), `fstat` the open file and accept only a regular file, and read at
+/// most [`MAX_FILE_BYTES`] (a link to `/dev/zero` or a huge file must not exhaust memory).
+pub fn read_with(path: &Path, follow: Follow) -> Result<TokenFile, ReadError> {
+    let text = read_bounded(path, follow)?;
+    TokenFile::parse(&text).map_err(|reason| ReadError::Invalid {
+        path: path.to_owned(),
+        reason,
+    })
+}
+
+fn read_bounded(path: &Path, follow: Follow) -> Result<zeroize::Zeroizing<String>, ReadError> {
+    use rustix::fs::OFlags;
+    let not_a_file = |what| ReadError::NotAFile {
+        path: path.to_owned(),
+        what,
+    };
+    let mut flags = OFlags::NONBLOCK | OFlags::NOCTTY;
+    if follow == Follow::Never {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(ReadError::Missing(path.to_owned()));
+        }
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(not_a_file("a symbolic link"));
         }
         Err(source) => {
             return Err(ReadError::Unreadable {
@@ -157,10 +257,50 @@ pub fn read(path: &Path) -> Result<TokenFile, ReadError> {
             });
         }
     };
-    TokenFile::parse(&text).map_err(|reason| ReadError::Invalid {
+    let meta = file.metadata().map_err(|source| ReadError::Unreadable {
         path: path.to_owned(),
-        reason,
-    })
+        source,
+    })?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        return Err(not_a_file(if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        }));
+    }
+    let too_large = "larger than 64 KiB";
+    if meta.size() > MAX_FILE_BYTES {
+        return Err(not_a_file(too_large));
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(meta.size() as usize + 1));
+    (&mut file)
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ReadError::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(not_a_file(too_large));
+    }
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(text) => Ok(zeroize::Zeroizing::new(text)),
+        Err(e) => {
+            drop(zeroize::Zeroizing::new(e.into_bytes()));
+            Err(ReadError::Invalid {
+                path: path.to_owned(),
+                reason: "not a token file: not UTF-8 text".into(),
+            })
+        }
+    }
 }
 
 /// Mode and group of the published file.
@@ -189,6 +329,10 @@ pub enum WriteError {
     CreateDir { path: PathBuf, source: io::Error },
     #[error("cannot write token file in '{dir}': {source}")]
     Io { dir: PathBuf, source: io::Error },
+    /// The directory lets someone else replace the file: refused like `ssh` refuses a
+    /// group-writable `~/.ssh`.
+    #[error("{0}")]
+    UnsafeDir(String),
 }
 
 impl WriteError {
@@ -220,9 +364,44 @@ fn temp_prefix(path: &Path) -> String {
 /// read the file). An existing directory is left as it is.
 pub fn prepare_dir(path: &Path, opts: FileOptions) -> Result<(), WriteError> {
     let dir = parent_of(path);
-    if dir.is_dir() {
-        return Ok(());
+    if !dir.is_dir() {
+        create_dir(dir, opts)?;
     }
+    check_dir(dir)
+}
+
+/// Refuse an output directory that another user, or a group, can write (sticky or not: a
+/// sticky `/tmp` still lets anyone create the name first), or that belongs to another user
+/// (root aside). The error names the directory and the command that fixes it.
+pub fn check_dir(dir: &Path) -> Result<(), WriteError> {
+    let meta = fs::metadata(dir).map_err(|e| WriteError::io(dir, e))?;
+    let me = rustix::process::geteuid().as_raw();
+    let shown = dir.display();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(WriteError::UnsafeDir(format!(
+            "output directory '{shown}' belongs to uid {}, not to this user (uid {me}): \
+             another user could replace the token file; run: chown {me} '{shown}' \
+             (or choose another --output)",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, false) => "its group",
+            (false, true) => "all users",
+            _ => "its group and all users",
+        };
+        return Err(WriteError::UnsafeDir(format!(
+            "output directory '{shown}' is writable by {who} (mode {mode:04o}): they could \
+             replace the token file; run: chmod go-w '{shown}' (or choose a directory of \
+             your own as --output)"
+        )));
+    }
+    Ok(())
+}
+
+fn create_dir(dir: &Path, opts: FileOptions) -> Result<(), WriteError> {
     let group_reads = opts.mode & 0o040 != 0;
     let mode = if group_reads { 0o750 } else { 0o700 };
     let fail = |source| WriteError::CreateDir {
@@ -271,7 +450,8 @@ pub fn publish(
         return Err(WriteError::TargetIsDirectory(path.to_owned()));
     }
     let previous = read(path).map(|f| f.generation).unwrap_or(0);
-    file.generation = file.generation.max(previous) + 1;
+    // the previous file may come from the sandbox: u64::MAX must not overflow
+    file.generation = file.generation.max(previous).saturating_add(1);
     let mut bytes = serde_json::to_vec_pretty(&file).expect("token file serializes");
     bytes.push(b'\n');
     let bytes = zeroize::Zeroizing::new(bytes);
@@ -500,6 +680,73 @@ mod tests {
                 proptest::prop_assert!(!e.contains("ghs_"), "{}", e);
             }
         }
+    }
+
+    #[test]
+    fn the_token_rule() {
+        assert!(check_token("ghs_AbC123").is_ok());
+        assert!(check_token(&format!("ghs_{}", "a".repeat(516))).is_ok());
+        assert!(check_token(&"a".repeat(MAX_TOKEN_LEN)).is_ok());
+        assert!(check_token(&"a".repeat(MAX_TOKEN_LEN + 1)).is_err());
+        for bad in ["", "ghs a", "ghs_\n", "ghs_\u{1b}[2J", "ghs_é", "ghs_\u{0}"] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_bounded_regular_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        let not_a_file = |r: Result<TokenFile, ReadError>| match r {
+            Err(ReadError::NotAFile { what, .. }) => what,
+            other => panic!("{other:?}"),
+        };
+        std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+        assert_eq!(not_a_file(read(&path)), "a symbolic link");
+        assert_eq!(not_a_file(read_following(&path)), "a device");
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        assert_eq!(not_a_file(read(&path)), "a directory");
+        fs::remove_dir(&path).unwrap();
+        let big = format!(
+            r#"{{"token":"ghs_a","expires_at":"2027-01-15T10:00:00Z","account":"{}"}}"#,
+            "a".repeat(MAX_FILE_BYTES as usize)
+        );
+        fs::write(&path, big).unwrap();
+        assert_eq!(not_a_file(read(&path)), "larger than 64 KiB");
+        fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(matches!(read(&path), Err(ReadError::Invalid { .. })));
+        assert!(matches!(
+            read(&dir.path().join("none")),
+            Err(ReadError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn an_output_directory_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = |m| fs::set_permissions(dir.path(), fs::Permissions::from_mode(m)).unwrap();
+        set(0o700);
+        assert!(check_dir(dir.path()).is_ok());
+        set(0o750);
+        assert!(check_dir(dir.path()).is_ok());
+        for m in [0o770, 0o702, 0o1777, 0o720] {
+            set(m);
+            let e = check_dir(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("chmod go-w"), "{m:o}: {e}");
+        }
+        set(0o700);
+    }
+
+    #[test]
+    fn text_fields_of_a_file_are_cleaned_as_they_are_read() {
+        let f = TokenFile::parse(
+            r#"{"token":"ghs_a","expires_at":"2027-01-15T10:00:00Z","account":"a\nb\u001b[2J","repositories":["r\r"],"permissions":{"c\u0007":"w"}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.account, "a\\nb\\u{1b}[2J");
+        assert_eq!(f.repositories, Some(vec!["r\\r".to_string()]));
+        assert!(f.permissions.contains_key("c\\u{7}"));
     }
 
     #[test]

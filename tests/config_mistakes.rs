@@ -447,7 +447,7 @@ fn an_output_on_a_read_only_file_system_exits_78() {
     let ro = env.dir.path().join("ro");
     fs::create_dir(&ro).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k,ro", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=64k,ro,mode=0700", "tmpfs"])
         .arg(&ro)
         .status()
         .is_ok_and(|s| s.success());

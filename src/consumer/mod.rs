@@ -268,15 +268,10 @@ fn read_error_message(err: &ReadError) -> String {
 
 /// A token is sent as an environment variable, an HTTP header and a line of git's
 /// credential protocol: anything but visible ASCII would break (or inject into) those.
+/// The rule is the daemon's ([`token_file::check_token`]), so a file the daemon would never
+/// write is never used.
 fn check_token_text(token: &Secret) -> Result<(), String> {
-    if token.expose().bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(())
-    } else {
-        Err(
-            "the token holds characters a token can't (whitespace or control); refusing to use it"
-                .into(),
-        )
-    }
+    token_file::check_token(token.expose()).map_err(|why| format!("{why}; refusing to use it"))
 }
 
 /// The warning for a token file whose mode lets users other than its owner read it.
@@ -328,7 +323,7 @@ fn usable_token(
     min_remaining: Duration,
     now: DateTime<Utc>,
 ) -> Result<TokenFile, Unusable> {
-    let file = token_file::read(path).map_err(Unusable::Read)?;
+    let file = token_file::read_following(path).map_err(Unusable::Read)?;
     check_token_text(&file.token)
         .map_err(|r| Unusable::Bad(format!("token file '{}': {r}", path.display())))?;
     match file.freshness(now, min_remaining.as_secs() as i64) {
@@ -414,7 +409,7 @@ fn git_credential(args: &GitCredentialArgs) -> i32 {
         return EXIT_OK;
     }
     let path = &args.file.file;
-    let file = match token_file::read(path) {
+    let file = match token_file::read_following(path) {
         Ok(f) => f,
         Err(e) => {
             say(format!("git-credential: {}", read_error_message(&e)));
@@ -544,7 +539,7 @@ fn watch(args: &WatchArgs) -> i32 {
     let mut first = true;
     loop {
         let now = Utc::now();
-        let event = state.observe(path, token_file::read(path), now);
+        let event = state.observe(path, token_file::read_following(path), now);
         match event {
             Observed::New(file) => {
                 if first && args.skip_initial {

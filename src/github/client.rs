@@ -16,6 +16,9 @@ use crate::secret::Secret;
 
 /// Answers larger than this are refused (GitHub's are a few KiB).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// GitHub's installation tokens live one hour; an `expires_at` further away than that
+/// plus a margin for clock skew is a garbled answer.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600 + 600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A wait GitHub asks for is honoured up to this long.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
@@ -45,7 +48,13 @@ impl Client {
             "X-GitHub-Api-Version",
             HeaderValue::from_static("2022-11-28"),
         );
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if crate::config::is_loopback_url(base) {
+            // a local GitHub (tests, a tunnel) is never reached through a proxy, whatever
+            // HTTP(S)_PROXY/ALL_PROXY say: the App JWT would travel in clear to the proxy
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .user_agent(user_agent())
             .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
@@ -155,14 +164,23 @@ impl Client {
             what: WHAT,
             reason: reason.into(),
         };
-        let t = token.token.expose();
-        if t.is_empty() || t.len() > 1024 || t.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(bad("\"token\" is empty or malformed"));
-        }
+        // the same rule every reader of the file applies: a token the consumers would
+        // refuse is a garbled answer, retried while the old file stays
+        crate::token_file::check_token(token.token.expose())
+            .map_err(|why| bad(&format!("\"token\": {why}")))?;
         let expires = DateTime::parse_from_rfc3339(&token.expires_at)
             .map_err(|_| bad("\"expires_at\" is not an RFC 3339 time"))?;
         token.expires_at_unix = expires.timestamp();
+        // by GitHub's clock, learned from this very answer's Date header
+        let left = token.expires_at_unix - self.server_now(Utc::now()).timestamp();
+        if left <= 0 {
+            return Err(bad("\"expires_at\" is in the past"));
+        }
+        if left > MAX_TOKEN_LIFETIME.as_secs() as i64 {
+            return Err(bad(
+                "\"expires_at\" is further away than GitHub's one-hour token lifetime allows",
+            ));
+        }
         Ok(token)
     }
 
@@ -188,7 +206,7 @@ impl Client {
             // the field and position, never a value (a misplaced token would be quoted)
             reason: format!(
                 "not the expected JSON: {}",
-                crate::token_file::json_error_without_values(&e)
+                crate::sanitize::clean(&crate::token_file::json_error_without_values(&e))
             ),
         })
     }
@@ -271,7 +289,7 @@ fn describe(e: &reqwest::Error) -> String {
     while let Some(next) = cause.source() {
         cause = next;
     }
-    let text = cause.to_string();
+    let text = crate::sanitize::clean(&cause.to_string());
     if e.is_connect() && !text.contains("connect") {
         format!("connection failed: {text}")
     } else {
@@ -295,12 +313,7 @@ fn error_message(body: &[u8], status: StatusCode) -> String {
         Ok(m) => m.message,
         Err(_) => status.canonical_reason().unwrap_or("error").to_string(),
     };
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    clean.trim().to_string()
+    crate::sanitize::clean(text.trim())
 }
 
 fn header_secs(headers: &HeaderMap, name: &str) -> Option<i64> {

@@ -6,6 +6,6 @@ mod client;
 mod error;
 mod types;
 
-pub use client::{Client, MAX_BODY_BYTES};
+pub use client::{Client, MAX_BODY_BYTES, MAX_TOKEN_LIFETIME};
 pub use error::{GithubError, Trouble};
 pub use types::{AccessToken, Account, AppInfo, Installation, RepositoryList, TokenRequest};

@@ -1,26 +1,30 @@
-//! The JSON shapes GitHub sends and accepts, reduced to the fields used here.
+//! The JSON shapes GitHub sends and accepts, reduced to the fields used here. Every text
+//! field GitHub sends is cleaned as it is read ([`crate::sanitize`]): a login or repository
+//! name with a newline or an ESC sequence never reaches a log line, STATUS or the file.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sanitize::clean;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Account {
+    #[serde(deserialize_with = "crate::sanitize::string")]
     pub login: String,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "crate::sanitize::string")]
     pub kind: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AppInfo {
     pub id: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::sanitize::string")]
     pub slug: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::sanitize::string")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::sanitize::string")]
     pub client_id: String,
     pub owner: Option<Account>,
 }
@@ -29,7 +33,7 @@ pub struct AppInfo {
 pub struct Installation {
     pub id: u64,
     pub account: Option<Account>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::sanitize::string")]
     pub repository_selection: String,
     #[serde(default)]
     pub permissions: BTreeMap<String, serde_json::Value>,
@@ -53,6 +57,7 @@ pub struct TokenRequest {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RepositoryRef {
+    #[serde(deserialize_with = "crate::sanitize::string")]
     pub name: String,
 }
 
@@ -65,7 +70,7 @@ pub struct AccessToken {
     pub expires_at_unix: i64,
     #[serde(default)]
     pub permissions: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::sanitize::string")]
     pub repository_selection: String,
     pub repositories: Option<Vec<RepositoryRef>>,
 }
@@ -78,7 +83,7 @@ impl AccessToken {
             .iter()
             .map(|(k, v)| {
                 let level = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                (k.clone(), level)
+                (clean(k), clean(&level))
             })
             .collect()
     }

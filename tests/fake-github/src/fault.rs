@@ -12,7 +12,8 @@
 //! `installation_repositories`; `times` defaults to 1. `kind.type` is one of
 //! `status` (`status`, optional `body`, optional `headers` as an object or a list of pairs),
 //! `delay` (`ms`), `hang`, `drop_connection`, `truncated_body`, `non_json`,
-//! `missing_field` (`field`), `oversized` (`bytes`).
+//! `missing_field` (`field`), `replace_field` (`field`, `value`: any JSON, e.g. a login with
+//! control characters, a garbled token, an `expires_at` in the past), `oversized` (`bytes`).
 
 use std::time::Duration;
 
@@ -93,6 +94,10 @@ pub enum FaultKind {
     /// 200 (201 for access tokens) with the normal JSON minus this top-level field,
     /// e.g. `token` or `expires_at`. The request is otherwise served normally.
     MissingField(String),
+    /// The normal answer with this top-level field set to this JSON value (hostile data:
+    /// `account` with an ESC sequence in its login, a `token` that is not visible ASCII,
+    /// an `expires_at` in the past). The request is otherwise served normally.
+    ReplaceField(String, serde_json::Value),
     /// 200 with a body of exactly this many bytes (a JSON object padded with `a`s).
     Oversized(usize),
 }
@@ -123,6 +128,12 @@ impl FaultKind {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         }
+    }
+
+    /// `ReplaceField(field, value)`.
+    #[must_use]
+    pub fn replace_field(field: impl Into<String>, value: serde_json::Value) -> FaultKind {
+        FaultKind::ReplaceField(field.into(), value)
     }
 
     /// `MissingField(field)`.
@@ -175,6 +186,10 @@ enum FaultKindRepr {
     MissingField {
         field: String,
     },
+    ReplaceField {
+        field: String,
+        value: serde_json::Value,
+    },
     Oversized {
         bytes: usize,
     },
@@ -200,6 +215,7 @@ impl From<FaultKind> for FaultKindRepr {
             FaultKind::TruncatedBody => FaultKindRepr::TruncatedBody,
             FaultKind::NonJson => FaultKindRepr::NonJson,
             FaultKind::MissingField(field) => FaultKindRepr::MissingField { field },
+            FaultKind::ReplaceField(field, value) => FaultKindRepr::ReplaceField { field, value },
             FaultKind::Oversized(bytes) => FaultKindRepr::Oversized { bytes },
         }
     }
@@ -223,6 +239,7 @@ impl From<FaultKindRepr> for FaultKind {
             FaultKindRepr::TruncatedBody => FaultKind::TruncatedBody,
             FaultKindRepr::NonJson => FaultKind::NonJson,
             FaultKindRepr::MissingField { field } => FaultKind::MissingField(field),
+            FaultKindRepr::ReplaceField { field, value } => FaultKind::ReplaceField(field, value),
             FaultKindRepr::Oversized { bytes } => FaultKind::Oversized(bytes),
         }
     }
@@ -259,6 +276,7 @@ mod tests {
             FaultKind::TruncatedBody,
             FaultKind::NonJson,
             FaultKind::missing_field("token"),
+            FaultKind::replace_field("token", serde_json::json!("ghs_\u{1b}[2J")),
             FaultKind::Oversized(10),
             FaultKind::status_with_headers(503, "x", &[("a", "b")]),
         ] {

@@ -174,19 +174,16 @@ async fn faulted(kind: FaultKind, request: Request, next: Next) -> Response {
         }
         FaultKind::NonJson => Response::new(Body::from("<html>oops</html>")),
         FaultKind::MissingField(field) => {
-            let (mut parts, body) = serve(request, next).await.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX)
-                .await
-                .unwrap_or_default();
-            let new_body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Ok(serde_json::Value::Object(mut map)) => {
-                    map.remove(&field);
-                    serde_json::to_vec(&map).unwrap_or_else(|_| bytes.to_vec())
-                }
-                _ => bytes.to_vec(),
-            };
-            parts.headers.remove(CONTENT_LENGTH);
-            Response::from_parts(parts, Body::from(new_body))
+            edit_object(serve(request, next).await, |map| {
+                map.remove(&field);
+            })
+            .await
+        }
+        FaultKind::ReplaceField(field, value) => {
+            edit_object(serve(request, next).await, |map| {
+                map.insert(field, value);
+            })
+            .await
         }
         FaultKind::Oversized(size) => {
             let (mut parts, body) = serve(request, next).await.into_parts();
@@ -197,6 +194,27 @@ async fn faulted(kind: FaultKind, request: Request, next: Next) -> Response {
             Response::from_parts(parts, Body::new(PaddedBody::new(&bytes, size as u64)))
         }
     }
+}
+
+/// The answer with its top-level JSON object changed by `edit` (a body that is not an
+/// object is passed on as it is).
+async fn edit_object(
+    resp: Response,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let new_body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            edit(&mut map);
+            serde_json::to_vec(&map).unwrap_or_else(|_| bytes.to_vec())
+        }
+        _ => bytes.to_vec(),
+    };
+    parts.headers.remove(CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(new_body))
 }
 
 /// Adds `date` (fake clock), `content-type`, `x-github-request-id`, API version and rate-limit

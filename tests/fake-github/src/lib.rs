@@ -237,7 +237,7 @@ impl FakeGithub {
     }
 
     /// How many `POST …/access_tokens` succeeded (a token was minted). Requests answered by a
-    /// fault do not count, except `MissingField`/`Oversized`/`Delay`, which serve the request
+    /// fault do not count, except `MissingField`/`ReplaceField`/`Oversized`/`Delay`, which serve the request
     /// normally and then alter or delay the answer.
     #[must_use]
     pub fn mint_count(&self) -> usize {
