@@ -33,7 +33,7 @@ pause() {
   wait $! || true
 }
 
-echo "demo: building the daemon and the fake GitHub (debug build of about 300 crates: 2-4" \
+echo "demo: building the daemon and the fake GitHub (debug build of about 175 crates: 3-7" \
   "minutes on 2 cores the first time, seconds once built)"
 started=$SECONDS
 cargo build --locked --bins -p github-token-refresher -p fake-github
