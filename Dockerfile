@@ -17,7 +17,7 @@
 # Into a sandbox image, take only the binary (it is static, so any base will do):
 #   COPY --from=github-token-refresher:0.1.0 /usr/local/bin/github-token-refresher /usr/local/bin/
 #   RUN ln -s github-token-refresher /usr/local/bin/git-credential-github-token-refresher
-# See docs/containers.md and deploy/kubernetes/.
+# See docs/consumers.md ("The container image") and deploy/kubernetes/.
 
 ARG RUST_VERSION=1.95
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build

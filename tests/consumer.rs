@@ -771,6 +771,7 @@ fn watch_survives_the_directory_being_removed_and_recreated() {
 }
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn watch_skip_initial_and_expired_tokens() {
     let sb = Sandbox::new();
     let log = sb.path("hook.log");

@@ -18,6 +18,7 @@ fn all_output(log: &str, n: &mut Notify) -> String {
 }
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn server_error_bursts_back_off_with_jitter_keep_the_token_and_recover() {
     let env = TestEnv::new();
     let mut n = Notify::new(env.dir.path());
@@ -105,6 +106,7 @@ fn server_error_bursts_back_off_with_jitter_keep_the_token_and_recover() {
 }
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn network_and_body_faults_are_retried_and_the_first_good_answer_recovers() {
     let env = TestEnv::new();
     let mut n = Notify::new(env.dir.path());
@@ -270,6 +272,7 @@ fn connection_refused_until_github_appears_then_ready() {
 }
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn retries_are_capped_per_minute_even_when_github_says_retry_after_one_second() {
     const CAP: usize = github_token_refresher::schedule::MAX_ATTEMPTS_PER_MINUTE;
     let env = TestEnv::new();
@@ -333,6 +336,7 @@ fn retries_are_capped_per_minute_even_when_github_says_retry_after_one_second() 
 }
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn rate_limits_wait_as_told_and_never_hammer() {
     let env = TestEnv::new();
     let mut n = Notify::new(env.dir.path());
@@ -494,6 +498,7 @@ fn github_clock_five_minutes_behind_learns_the_offset_once_and_keeps_it() {
 }
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn github_clock_five_minutes_ahead_schedules_by_githubs_clock() {
     // 20-second tokens: a daemon that trusted its own clock would think they had 5 minutes
     // more and let them expire
@@ -541,6 +546,7 @@ fn github_clock_five_minutes_ahead_schedules_by_githubs_clock() {
 }
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn permanent_errors_keep_the_token_say_why_and_do_not_loop() {
     let env = TestEnv::new();
     let mut n = Notify::new(env.dir.path());

@@ -278,6 +278,7 @@ fn fill(dir: &Path) -> PathBuf {
 }
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn a_full_or_read_only_output_file_system_keeps_the_old_file_and_recovers() {
     let env = TestEnv::new();
     let Some(mount) = Mount::tmpfs(&env.dir.path().join("small"), "256k") else {
@@ -484,6 +485,7 @@ fn a_directory_at_the_target_is_a_clear_error_until_removed() {
 // ---- crashes and readers ----------------------------------------------------------------
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn sigkill_at_random_points_leaves_the_old_or_the_new_file_and_a_restart_cleans_up() {
     const RUNS: usize = 120;
     let env = TestEnv::new();

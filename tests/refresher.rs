@@ -462,6 +462,7 @@ fn run_notifies_refreshes_reloads_and_stops() {
 }
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn run_keeps_the_old_token_and_says_why_while_github_fails() {
     let env = TestEnv::new();
     let mut n = Notify::new(env.dir.path());
