@@ -202,7 +202,7 @@ impl Daemon {
         for t in &self.targets {
             let p = &t.target.policy;
             info!(
-                target = %t.target.name,
+                target_name = %t.target.name,
                 app_id = %t.target.app.app_id,
                 api_url = %t.target.api_url,
                 "{} → '{}', refresh every {}±{}, at the latest {} before expiry",
@@ -251,14 +251,14 @@ impl Daemon {
         for t in &mut self.targets {
             let removed = token_file::remove_stale_temps(&t.target.output);
             if removed > 0 {
-                info!(target = %t.target.name, removed, "removed temp files left by a crash");
+                info!(target_name = %t.target.name, removed, "removed temp files left by a crash");
             }
             if let Ok(file) = token_file::read(&t.target.output) {
                 if let Freshness::Valid { remaining_secs }
                 | Freshness::Expiring { remaining_secs } = file.freshness(now, 0)
                 {
                     info!(
-                        target = %t.target.name,
+                        target_name = %t.target.name,
                         expires_at = %file.expires_at,
                         "the token file from before is still valid for {}",
                         format_duration(Duration::from_secs(remaining_secs as u64))
@@ -324,7 +324,7 @@ impl Daemon {
             let t = &mut self.targets[i];
             t.in_flight = true;
             let ctx = Ctx::new(&self.res, &t.target, self.clock.clone());
-            let span = tracing::info_span!("refresh", target = %t.target.name);
+            let span = tracing::info_span!("refresh", target_name = %t.target.name);
             self.tasks.spawn(
                 refresh_task(ctx, t.target.clone(), t.epoch, t.resolved.clone()).instrument(span),
             );
@@ -344,7 +344,7 @@ impl Daemon {
                     .last_error
                     .as_ref()
                     .map_or("no refresh succeeded", |(e, _)| e.as_str());
-                error!(target = %t.target.name, "the token in '{}' has EXPIRED: {why}; consumers have no valid token until GitHub answers", t.target.output.display());
+                error!(target_name = %t.target.name, "the token in '{}' has EXPIRED: {why}; consumers have no valid token until GitHub answers", t.target.output.display());
             }
         }
         if changed {
@@ -435,9 +435,9 @@ impl Daemon {
                     _ => String::new(),
                 };
                 if permanent {
-                    error!(target = %t.target.name, attempt = t.attempt, retry_in = %wait, "{e}{hint}");
+                    error!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{e}{hint}");
                 } else {
-                    warn!(target = %t.target.name, attempt = t.attempt, retry_in = %wait, "{e}");
+                    warn!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{e}");
                 }
                 t.last_error = Some((e.short(), permanent));
                 if !ready_before && !has_token {
@@ -614,14 +614,14 @@ impl Daemon {
                     if self.delete_removed_outputs {
                         match std::fs::remove_file(path) {
                             Ok(()) => {
-                                info!(target = %gone.target.name, "target removed by reload; deleted '{}'", path.display())
+                                info!(target_name = %gone.target.name, "target removed by reload; deleted '{}'", path.display())
                             }
                             Err(e) => {
-                                warn!(target = %gone.target.name, "target removed by reload; cannot delete '{}': {e}", path.display())
+                                warn!(target_name = %gone.target.name, "target removed by reload; cannot delete '{}': {e}", path.display())
                             }
                         }
                     } else {
-                        info!(target = %gone.target.name, "target removed by reload; '{}' is left as it is", path.display());
+                        info!(target_name = %gone.target.name, "target removed by reload; '{}' is left as it is", path.display());
                     }
                 }
                 self.res = res;
