@@ -88,7 +88,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 fn config_failure(e: &ConfigError) -> i32 {
-    eprintln!("github-token-refresher: {e}");
+    for problem in e.problems() {
+        eprintln!("github-token-refresher: {problem}");
+    }
     exit::CONFIG
 }
 
@@ -135,7 +137,9 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
     let (config, res) = match load(&args) {
         Ok(loaded) => loaded,
         Err(e) => {
-            tracing::error!("{e}");
+            for problem in e.problems() {
+                tracing::error!("{problem}");
+            }
             return exit::CONFIG;
         }
     };
