@@ -142,8 +142,14 @@ impl ConfigArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// The token file [default: $XDG_RUNTIME_DIR/github-token-refresher/token.json]
-    #[arg(long, env = "GITHUB_TOKEN_FILE", value_name = "PATH")]
+    /// The token file [default: $XDG_RUNTIME_DIR/github-token-refresher/token.json]; `--file`
+    /// as in the consumer commands, `--output` as in `run`
+    #[arg(
+        long = "file",
+        visible_alias = "output",
+        env = "GITHUB_TOKEN_FILE",
+        value_name = "PATH"
+    )]
     pub output: Option<PathBuf>,
     /// Report on every target of this TOML file (as `run --config`)
     #[arg(long, env = "GITHUB_TOKEN_REFRESHER_CONFIG", value_name = "FILE")]

@@ -537,9 +537,7 @@ impl Daemon {
         let token = match (remaining, &expires) {
             (Some(r), Some(_)) if r > 0 => format!(
                 "current token valid {}",
-                format_duration(
-                    Duration::from_secs(r as u64 / 60 * 60).max(Duration::from_secs(60))
-                )
+                format_duration(Duration::from_secs(r as u64))
             ),
             (Some(r), Some(at)) => format!(
                 "token EXPIRED at {at} ({} ago)",
@@ -652,7 +650,8 @@ impl Daemon {
 
 /// `14:05 UTC`
 fn clock_time(t: DateTime<Utc>) -> String {
-    t.format("%H:%M UTC").to_string()
+    // seconds: a refresh planned for 16:44:50 must not read "16:44" at 16:44:20
+    t.format("%H:%M:%S UTC").to_string()
 }
 
 async fn refresh_task(

@@ -199,7 +199,9 @@ fn status(args: &cli::StatusArgs) -> i32 {
         (_, Some(dir)) => dir.join("github-token-refresher/token.json"),
         _ => {
             return config_failure(&ConfigError(
-                "--output is not set and XDG_RUNTIME_DIR is unset: pass --output PATH".into(),
+                "--file is not set and XDG_RUNTIME_DIR is unset: pass --file PATH \
+                 (or set GITHUB_TOKEN_FILE) to say which token file to read"
+                    .into(),
             ));
         }
     };
