@@ -59,6 +59,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     // the in-container commands read one file: no logging setup, no runtime
     let command = match cli.command {
         Command::Consumer(c) => return consumer::run(c),
+        Command::Completions(a) => return commands::docs::completions(a.shell),
+        Command::Manpage(a) => return commands::docs::manpage(a.dir.as_deref()),
         other => other,
     };
     logging::init();
@@ -83,7 +85,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         }),
         Command::Check(args) => runtime.block_on(commands::check::run(single_target(&args), clock)),
         Command::Status(args) => status(&args),
-        Command::Consumer(_) => unreachable!("dispatched above"),
+        Command::Consumer(_) | Command::Completions(_) | Command::Manpage(_) => {
+            unreachable!("dispatched above")
+        }
     }
 }
 

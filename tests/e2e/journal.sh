@@ -13,7 +13,8 @@
 #     hides the routine mints, which the full journal shows at priority info;
 #   - `journalctl --user -u github-token-refresher TARGET_NAME=agent-1 -o json` returns
 #     agent-1's entries only, with INSTALLATION_ID, GENERATION and EXPIRES_AT fields;
-#   - no token and no key is anywhere in the journal.
+#   - no token and no key is anywhere in the journal;
+# and that setup.sh installs the shell completions and man pages, and --uninstall removes them.
 # Prints one PASS/FAIL line per check and "N passed, M failed"; exits non-zero on any failure.
 # About a minute once the sandbox's root file system exists. The sandbox is always powered
 # off at the end.
@@ -241,7 +242,26 @@ t_no_secrets() {
 }
 expect "journal: no token, key or JWT in any field of any entry (journalctl -o verbose)" t_no_secrets
 
+# --- setup.sh's shell completions and man pages (installed with the service above) ------------
+BASH_COMPLETION=$HOME_DEV/.local/share/bash-completion/completions/$UNIT
+MAN1=$HOME_DEV/.local/share/man/man1
+t_extras_installed() {
+  u bash -c "source $BASH_COMPLETION && complete -p $UNIT" | grep -q -- "-F _github__token__refresher" ||
+    { echo "bash completion not installed or does not load"; return 1; }
+  if ! u test -f "$MAN1/$UNIT.1" || ! u test -f "$MAN1/$UNIT-status.1"; then
+    echo "man pages missing: $(u ls "$MAN1" 2>&1)"
+    return 1
+  fi
+  u grep -q '^.SH NAME' "$MAN1/$UNIT.1"
+}
+expect "setup.sh: bash completion (loads) and man pages installed in ~/.local/share" t_extras_installed
+
 u "$SETUP" --uninstall --purge >"$logs/uninstall.log" 2>&1
+t_extras_removed() {
+  ! u test -e "$BASH_COMPLETION" || { echo "$BASH_COMPLETION is still there"; return 1; }
+  [[ -z $(u find "$MAN1" -name "$UNIT*" 2>/dev/null) ]] || { echo "man pages left: $(u ls "$MAN1")"; return 1; }
+}
+expect "setup.sh --uninstall removes the completions and the man pages" t_extras_removed
 summarised=1
 echo "$passed passed, $failed failed"
 ((failed == 0))
