@@ -388,6 +388,13 @@ impl Daemon {
         };
         let http_timeout = self.http_timeout;
         let offset = self.server_offset(&self.targets[idx]);
+        // the journal's short view shows the message alone: it names the target and the
+        // retry itself (the fields say it again for filters and for stderr)
+        let who = if self.targets.len() > 1 {
+            format!("{}: ", self.targets[idx].name())
+        } else {
+            String::new()
+        };
         let t = &mut self.targets[idx];
         t.in_flight = false;
         t.resolved = r.resolved;
@@ -435,9 +442,9 @@ impl Daemon {
                     _ => String::new(),
                 };
                 if permanent {
-                    error!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{e}{hint}");
+                    error!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{who}{e}{hint}; retrying in {wait}");
                 } else {
-                    warn!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{e}");
+                    warn!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{who}{e}; retry {} in {wait}", t.attempt);
                 }
                 t.last_error = Some((e.short(), permanent));
                 if !ready_before && !has_token {
