@@ -46,6 +46,34 @@ pub enum Command {
     Check(CheckArgs),
     #[command(flatten)]
     Consumer(crate::consumer::ConsumerCommand),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory
+    #[command(after_help = "Read it: github-token-refresher manpage | man -l -")]
+    Manpage(ManpageArgs),
+}
+
+const COMPLETIONS_HELP: &str = "\
+Install for your user (setup.sh does this):
+  bash  github-token-refresher completions bash >~/.local/share/bash-completion/completions/github-token-refresher
+  zsh   github-token-refresher completions zsh >~/.local/share/zsh/site-functions/_github-token-refresher
+        (that directory in $fpath before compinit)
+  fish  github-token-refresher completions fish >~/.config/fish/completions/github-token-refresher.fish";
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManpageArgs {
+    /// Write github-token-refresher.1 and a page per command (github-token-refresher-run.1, …)
+    /// into this directory instead of printing the main page
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -152,8 +180,14 @@ impl ConfigArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// The token file [default: $XDG_RUNTIME_DIR/github-token-refresher/token.json]
-    #[arg(long, env = "GITHUB_TOKEN_FILE", value_name = "PATH")]
+    /// The token file [default: $XDG_RUNTIME_DIR/github-token-refresher/token.json]; `--file`
+    /// as in the consumer commands, `--output` as in `run`
+    #[arg(
+        long = "file",
+        visible_alias = "output",
+        env = "GITHUB_TOKEN_FILE",
+        value_name = "PATH"
+    )]
     pub output: Option<PathBuf>,
     /// Report on every target of this TOML file (as `run --config`)
     #[arg(long, env = "GITHUB_TOKEN_REFRESHER_CONFIG", value_name = "FILE")]

@@ -123,58 +123,121 @@ fn present(v: &Option<String>) -> Option<&str> {
 }
 
 impl RawConfig {
-    /// Validate into a single-target [`Config`].
+    /// Validate into a single-target [`Config`]. Every setting is checked, so that one run
+    /// reports every mistake: the error holds one line per problem.
     pub fn into_config(self, env: &HostEnv) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
         let app_id = match present(&self.app_id) {
-            Some(id) => parse_app_id(id)?,
-            None => {
-                return err(
-                    "--app-id is missing: set --app-id or GITHUB_APP_ID to the App ID (digits) \
-                     or Client ID (Iv…) from the App's settings page",
-                );
-            }
+            Some(id) => parse_app_id(id),
+            None => err(
+                "--app-id is missing: set --app-id or GITHUB_APP_ID to the App ID (digits) \
+                 or Client ID (Iv…) from the App's settings page",
+            ),
         };
-        let key_file = resolve_key_file(self.private_key_file.as_deref(), env)?;
-        let installation = parse_installation(
-            present(&self.installation_id),
-            present(&self.owner),
-            present(&self.repo),
-        )?;
+        let app_id = keep(&mut problems, app_id);
+        let key_file = keep(
+            &mut problems,
+            resolve_key_file(self.private_key_file.as_deref(), env),
+        );
+        let installation = keep(
+            &mut problems,
+            parse_installation(
+                present(&self.installation_id),
+                present(&self.owner),
+                present(&self.repo),
+            ),
+        );
         let owner_hint = match &installation {
-            InstallationRef::Owner(o) | InstallationRef::Repo { owner: o, .. } => Some(o.as_str()),
-            InstallationRef::Id(_) => None,
+            Some(InstallationRef::Owner(o) | InstallationRef::Repo { owner: o, .. }) => {
+                Some(o.as_str())
+            }
+            Some(InstallationRef::Id(_)) | None => None,
         };
-        let repositories =
-            parse_repositories(present(&self.repositories).unwrap_or(""), owner_hint)?;
-        let permissions = parse_permissions(present(&self.permissions).unwrap_or(""))?;
-        let output = resolve_output(self.output.as_deref(), env)?;
-        let api_url = parse_api_url(present(&self.api_url).unwrap_or(DEFAULT_API_URL))?;
-        let policy = parse_policy(
-            present(&self.refresh_interval),
-            present(&self.jitter),
-            present(&self.min_remaining),
-        )?;
+        let repositories = keep(
+            &mut problems,
+            parse_repositories(present(&self.repositories).unwrap_or(""), owner_hint),
+        );
+        let permissions = keep(
+            &mut problems,
+            parse_permissions(present(&self.permissions).unwrap_or("")),
+        );
+        let output = keep(&mut problems, resolve_output(self.output.as_deref(), env));
+        let api_url = keep(
+            &mut problems,
+            parse_api_url(present(&self.api_url).unwrap_or(DEFAULT_API_URL)),
+        );
+        let policy = keep(
+            &mut problems,
+            parse_policy(
+                present(&self.refresh_interval),
+                present(&self.jitter),
+                present(&self.min_remaining),
+            ),
+        );
         let http_timeout = parse_flag_duration(
             "--http-timeout",
             present(&self.http_timeout).unwrap_or(DEFAULT_HTTP_TIMEOUT),
-        )?;
-        if http_timeout < Duration::from_secs(1) {
-            return err("--http-timeout must be at least 1s");
-        }
-        Ok(Config {
-            targets: vec![Target {
-                name: "default".into(),
-                app: AppRef { app_id, key_file },
-                api_url,
-                installation,
-                repositories,
-                permissions,
-                output,
-                file: FileOptions::default(),
-                policy,
-            }],
+        )
+        .and_then(|t| {
+            if t < Duration::from_secs(1) {
+                err("--http-timeout must be at least 1s")
+            } else {
+                Ok(t)
+            }
+        });
+        let http_timeout = keep(&mut problems, http_timeout);
+        match (
+            app_id,
+            key_file,
+            installation,
+            repositories,
+            permissions,
+            output,
+            api_url,
+            policy,
             http_timeout,
-        })
+        ) {
+            (
+                Some(app_id),
+                Some(key_file),
+                Some(installation),
+                Some(repositories),
+                Some(permissions),
+                Some(output),
+                Some(api_url),
+                Some(policy),
+                Some(http_timeout),
+            ) if problems.is_empty() => Ok(Config {
+                targets: vec![Target {
+                    name: SINGLE_TARGET_NAME.into(),
+                    app: AppRef { app_id, key_file },
+                    api_url,
+                    installation,
+                    repositories,
+                    permissions,
+                    output,
+                    file: FileOptions::default(),
+                    policy,
+                }],
+                http_timeout,
+            }),
+            _ => Err(ConfigError(problems.join("\n"))),
+        }
+    }
+}
+
+/// The name of the one target the flags describe; never shown to the user.
+pub const SINGLE_TARGET_NAME: &str = "default";
+
+/// The value, or `None` with its error added to `problems`.
+fn keep<T>(problems: &mut Vec<String>, r: Result<T, ConfigError>) -> Option<T> {
+    r.map_err(|e| problems.push(e.0)).ok()
+}
+
+impl ConfigError {
+    /// One line per problem (the flags' validation reports all of them at once).
+    pub fn problems(&self) -> impl Iterator<Item = &str> {
+        self.0.lines().filter(|l| !l.trim().is_empty())
     }
 }
 
@@ -718,6 +781,34 @@ mod tests {
             r.into_config(&creds).unwrap().targets[0].app.key_file,
             dir.path().join(CREDENTIAL_NAME)
         );
+    }
+
+    #[test]
+    fn every_problem_in_one_error() {
+        let r = RawConfig {
+            app_id: Some("12a".into()),
+            permissions: Some("contents=rw".into()),
+            jitter: Some("soon".into()),
+            http_timeout: Some("0s".into()),
+            ..Default::default()
+        };
+        let e = r.into_config(&HostEnv::default()).unwrap_err();
+        let lines: Vec<&str> = e.problems().collect();
+        assert_eq!(lines.len(), 7, "{lines:#?}");
+        for start in [
+            "--app-id '12a'",
+            "--private-key-file is missing",
+            "no installation given",
+            "--permissions: level 'rw'",
+            "--output is not set",
+            "--jitter 'soon'",
+            "--http-timeout must be at least 1s",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.starts_with(start)),
+                "{start}: {lines:#?}"
+            );
+        }
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Daemon {
         for t in &self.targets {
             let p = &t.target.policy;
             info!(
-                target = %t.target.name,
+                target_name = %t.target.name,
                 app_id = %t.target.app.app_id,
                 api_url = %t.target.api_url,
                 "{} → '{}', refresh every {}±{}, at the latest {} before expiry",
@@ -251,7 +251,7 @@ impl Daemon {
         for t in &mut self.targets {
             let removed = token_file::remove_stale_temps(&t.target.output);
             if removed > 0 {
-                info!(target = %t.target.name, removed, "removed temp files left by a crash");
+                info!(target_name = %t.target.name, removed, "removed temp files left by a crash");
             }
             let read = token_file::read(&t.target.output);
             if let Err(
@@ -259,7 +259,7 @@ impl Daemon {
                 @ (token_file::ReadError::NotAFile { .. } | token_file::ReadError::Invalid { .. }),
             ) = &read
             {
-                warn!(target = %t.target.name, "{e}; the next token replaces it");
+                warn!(target_name = %t.target.name, "{e}; the next token replaces it");
             }
             if let Ok(file) = read {
                 let max_life = crate::github::MAX_TOKEN_LIFETIME.as_secs() as i64;
@@ -267,12 +267,12 @@ impl Daemon {
                 if remaining > max_life {
                     // GitHub's tokens live an hour: a file that says otherwise was not
                     // written by us, and must not postpone the first mint
-                    warn!(target = %t.target.name, expires_at = %file.expires_at, "the token file from before expires later than a GitHub token can; not adopting it");
+                    warn!(target_name = %t.target.name, expires_at = %file.expires_at, "the token file from before expires later than a GitHub token can; not adopting it");
                 } else if let Freshness::Valid { remaining_secs }
                 | Freshness::Expiring { remaining_secs } = file.freshness(now, 0)
                 {
                     info!(
-                        target = %t.target.name,
+                        target_name = %t.target.name,
                         expires_at = %file.expires_at,
                         "the token file from before is still valid for {}",
                         format_duration(Duration::from_secs(remaining_secs as u64))
@@ -343,7 +343,7 @@ impl Daemon {
             let t = &mut self.targets[i];
             t.in_flight = true;
             let ctx = Ctx::new(&self.res, &t.target, self.clock.clone());
-            let span = tracing::info_span!("refresh", target = %t.target.name);
+            let span = tracing::info_span!("refresh", target_name = %t.target.name);
             self.tasks.spawn(
                 refresh_task(ctx, t.target.clone(), t.epoch, t.resolved.clone()).instrument(span),
             );
@@ -363,7 +363,7 @@ impl Daemon {
                     .last_error
                     .as_ref()
                     .map_or("no refresh succeeded", |(e, _)| e.as_str());
-                error!(target = %t.target.name, "the token in '{}' has EXPIRED: {why}; consumers have no valid token until GitHub answers", t.target.output.display());
+                error!(target_name = %t.target.name, "the token in '{}' has EXPIRED: {why}; consumers have no valid token until GitHub answers", t.target.output.display());
             }
         }
         if changed {
@@ -407,6 +407,13 @@ impl Daemon {
         };
         let http_timeout = self.http_timeout;
         let offset = self.server_offset(&self.targets[idx]);
+        // the journal's short view shows the message alone: it names the target and the
+        // retry itself (the fields say it again for filters and for stderr)
+        let who = if self.targets.len() > 1 {
+            format!("{}: ", self.targets[idx].name())
+        } else {
+            String::new()
+        };
         let t = &mut self.targets[idx];
         t.in_flight = false;
         t.resolved = r.resolved;
@@ -454,9 +461,9 @@ impl Daemon {
                     _ => String::new(),
                 };
                 if permanent {
-                    error!(target = %t.target.name, attempt = t.attempt, retry_in = %wait, "{e}{hint}");
+                    error!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{who}{e}{hint}; retrying in {wait}");
                 } else {
-                    warn!(target = %t.target.name, attempt = t.attempt, retry_in = %wait, "{e}");
+                    warn!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{who}{e}; retry {} in {wait}", t.attempt);
                 }
                 t.last_error = Some((e.short(), permanent));
                 if !ready_before && !has_token {
@@ -558,9 +565,7 @@ impl Daemon {
         let token = match (remaining, &expires) {
             (Some(r), Some(_)) if r > 0 => format!(
                 "current token valid {}",
-                format_duration(
-                    Duration::from_secs(r as u64 / 60 * 60).max(Duration::from_secs(60))
-                )
+                format_duration(Duration::from_secs(r as u64))
             ),
             (Some(r), Some(at)) => format!(
                 "token EXPIRED at {at} ({} ago)",
@@ -635,19 +640,19 @@ impl Daemon {
                     if self.delete_removed_outputs {
                         match self.removable(path) {
                             Err(why) => {
-                                warn!(target = %gone.target.name, "target removed by reload; not deleting '{}': {why}", path.display())
+                                warn!(target_name = %gone.target.name, "target removed by reload; not deleting '{}': {why}", path.display())
                             }
                             Ok(()) => match std::fs::remove_file(path) {
                                 Ok(()) => {
-                                    info!(target = %gone.target.name, "target removed by reload; deleted '{}'", path.display())
+                                    info!(target_name = %gone.target.name, "target removed by reload; deleted '{}'", path.display())
                                 }
                                 Err(e) => {
-                                    warn!(target = %gone.target.name, "target removed by reload; cannot delete '{}': {e}", path.display())
+                                    warn!(target_name = %gone.target.name, "target removed by reload; cannot delete '{}': {e}", path.display())
                                 }
                             },
                         }
                     } else {
-                        info!(target = %gone.target.name, "target removed by reload; '{}' is left as it is", path.display());
+                        info!(target_name = %gone.target.name, "target removed by reload; '{}' is left as it is", path.display());
                     }
                 }
                 self.res = res;
@@ -696,7 +701,8 @@ impl Daemon {
 
 /// `14:05 UTC`
 fn clock_time(t: DateTime<Utc>) -> String {
-    t.format("%H:%M UTC").to_string()
+    // seconds: a refresh planned for 16:44:50 must not read "16:44" at 16:44:20
+    t.format("%H:%M:%S UTC").to_string()
 }
 
 async fn refresh_task(

@@ -60,6 +60,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     // the in-container commands read one file: no logging setup, no runtime
     let command = match cli.command {
         Command::Consumer(c) => return consumer::run(c),
+        Command::Completions(a) => return commands::docs::completions(a.shell),
+        Command::Manpage(a) => return commands::docs::manpage(a.dir.as_deref()),
         other => other,
     };
     logging::init();
@@ -95,12 +97,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
             args.offline,
         )),
         Command::Status(args) => status(&args),
-        Command::Consumer(_) => unreachable!("dispatched above"),
+        Command::Consumer(_) | Command::Completions(_) | Command::Manpage(_) => {
+            unreachable!("dispatched above")
+        }
     }
 }
 
 fn config_failure(e: &ConfigError) -> i32 {
-    eprintln!("github-token-refresher: {e}");
+    for problem in e.problems() {
+        eprintln!("github-token-refresher: {problem}");
+    }
     exit::CONFIG
 }
 
@@ -146,7 +152,9 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
     let (config, res) = match load(&args) {
         Ok(loaded) => loaded,
         Err(e) => {
-            tracing::error!("{e}");
+            for problem in e.problems() {
+                tracing::error!("{problem}");
+            }
             return exit::CONFIG;
         }
     };
@@ -207,7 +215,9 @@ fn status(args: &cli::StatusArgs) -> i32 {
         (_, Some(dir)) => dir.join("github-token-refresher/token.json"),
         _ => {
             return config_failure(&ConfigError(
-                "--output is not set and XDG_RUNTIME_DIR is unset: pass --output PATH".into(),
+                "--file is not set and XDG_RUNTIME_DIR is unset: pass --file PATH \
+                 (or set GITHUB_TOKEN_FILE) to say which token file to read"
+                    .into(),
             ));
         }
     };

@@ -87,7 +87,7 @@ fn three_targets_one_daemon_one_jwt() {
     let (_, log) = d.finish(Duration::from_millis(100));
     for name in ["widgets", "octocat", "gadgets"] {
         assert!(
-            log.contains(&format!("target={name}")),
+            log.contains(&format!("target_name={name}")),
             "journal lines carry the target: {log}"
         );
     }

@@ -203,7 +203,7 @@ fn thousands_of_refreshes_with_faults_never_leave_an_expired_token_and_stay_flat
             .unwrap_or("");
         let lines: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains(&format!("target={name}")))
+            .filter(|l| l.contains(&format!("target_name={name}")))
             .collect();
         println!("soak: journal of {name}:\n{}", lines.join("\n"));
     }

@@ -49,12 +49,11 @@ pub async fn run(config: Result<Config, ConfigError>, clock: Arc<dyn Clock>, off
     let config = match config {
         Ok(c) => c,
         Err(e) => {
-            doc.fail(
-                "configuration",
-                &e.0,
-                Some("see `github-token-refresher check --help`"),
-                exit::CONFIG,
-            );
+            // every problem at once: a new user fixes them in one go, not one per run
+            for problem in e.problems() {
+                doc.fail("configuration", problem, None, exit::CONFIG);
+            }
+            println!("      hint: see `github-token-refresher check --help`");
             return doc.code;
         }
     };

@@ -1,5 +1,7 @@
-//! The one-shot commands: `once`, `status`, `check`. Each returns its exit status.
+//! The one-shot commands: `once`, `status`, `check`, and the generated documentation
+//! (`completions`, `manpage`). Each returns its exit status.
 
 pub mod check;
+pub mod docs;
 pub mod once;
 pub mod status;

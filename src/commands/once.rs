@@ -30,7 +30,15 @@ pub async fn run(config: Config, res: Resources, clock: Arc<dyn Clock>) -> i32 {
                         .unwrap_or_default(),
                     _ => String::new(),
                 };
-                eprintln!("github-token-refresher: {}: {e}{hint}", target.name);
+                // the target's name only when the user gave it (a configuration file)
+                let name = if config.targets.len() > 1
+                    || target.name != crate::config::SINGLE_TARGET_NAME
+                {
+                    format!("{}: ", target.name)
+                } else {
+                    String::new()
+                };
+                eprintln!("github-token-refresher: {name}{e}{hint}");
                 let c = exit_code(&e);
                 if code == exit::OK || c == exit::CONFIG {
                     code = c;

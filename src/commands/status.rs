@@ -60,10 +60,23 @@ pub fn report(
         }
         _ => format!("valid until {} ({} left)", file.expires_at, dur(remaining)),
     };
-    let refresh = if file.refresh_at.is_empty() {
-        String::new()
-    } else {
-        format!(", next refresh planned {}", file.refresh_at)
+    // relative as well as absolute: "16:44" next to a clock reading 16:44:20 looks overdue
+    let refresh_in = (file.refresh_at_unix > 0).then(|| file.refresh_at_unix - now.timestamp());
+    let refresh = match refresh_in {
+        _ if file.refresh_at.is_empty() => String::new(),
+        Some(secs) if secs >= 0 => {
+            format!(
+                ", next refresh planned {} (in {})",
+                file.refresh_at,
+                dur(secs.max(1))
+            )
+        }
+        Some(secs) => format!(
+            ", next refresh planned {} ({} ago: overdue, is the daemon running?)",
+            file.refresh_at,
+            dur(secs)
+        ),
+        None => format!(", next refresh planned {}", file.refresh_at),
     };
     let text = format!(
         "{state}: '{shown}' holds a token{who}, {when}; generation {}{refresh}",
@@ -83,6 +96,7 @@ pub fn report(
         "permissions": file.permissions,
         "generated_at": file.generated_at,
         "refresh_at": file.refresh_at,
+        "refresh_in_secs": refresh_in,
         "generation": file.generation,
     });
     (text, value, code)
