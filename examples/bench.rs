@@ -760,14 +760,14 @@ impl Fake {
             .map_err(|e| format!("cannot start '{}': {e}", bin.display()))?;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(url) = fs::read_to_string(&port_file) {
-                if !url.trim().is_empty() {
-                    return Ok(Fake {
-                        child,
-                        url: url.trim().to_string(),
-                        key: dir.join("app.pem"),
-                    });
-                }
+            if let Ok(url) = fs::read_to_string(&port_file)
+                && !url.trim().is_empty()
+            {
+                return Ok(Fake {
+                    child,
+                    url: url.trim().to_string(),
+                    key: dir.join("app.pem"),
+                });
             }
             if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
                 let _ = child.kill();

@@ -175,10 +175,11 @@ impl JwtSigner {
     /// A JWT valid at `now` (Unix seconds by GitHub's clock).
     pub fn jwt(&self, now: i64) -> Result<Secret, String> {
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((jwt, c)) = cached.as_ref() {
-            if c.iat <= now && c.exp - now >= REUSE_MARGIN_SECS {
-                return Ok(jwt.clone());
-            }
+        if let Some((jwt, c)) = cached.as_ref()
+            && c.iat <= now
+            && c.exp - now >= REUSE_MARGIN_SECS
+        {
+            return Ok(jwt.clone());
         }
         let c = claims(&self.app_id, now);
         let jwt = self.key.sign(&c)?;
