@@ -241,7 +241,8 @@ fn git_credential_with_an_expired_token_says_so_and_gives_nothing() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(stdout.contains("password=fallback-pw"), "{stdout}");
     assert!(!stdout.contains("ghs_stale") && !stderr.contains("ghs_stale"));
-    assert!(stderr.contains("expired 2m ago"), "{stderr}");
+    // "expired 2m ago", or "2m 1s" on a slow machine: the seconds are not the point
+    assert!(stderr.contains("expired 2m"), "{stderr}");
     assert!(
         stderr.contains(&sb.file().display().to_string()),
         "{stderr}"

@@ -152,6 +152,7 @@ fn a_suspend_and_resume_refreshes_within_seconds_of_waking() {
 }
 
 #[test]
+#[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn a_wall_clock_stepped_back_does_not_delay_the_refresh() {
     // 30-second tokens refreshed every 20 s; the daemon's clock then steps back 50 minutes
     // (GitHub's does not). Planned by the wall clock alone, the next refresh would come
