@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::revoke::Revocation;
 use crate::schedule::Policy;
 use crate::token_file::FileOptions;
 
@@ -42,6 +43,8 @@ pub struct RawConfig {
     pub jitter: Option<String>,
     pub min_remaining: Option<String>,
     pub http_timeout: Option<String>,
+    pub revoke_on_stop: Option<String>,
+    pub revoke_superseded_after: Option<String>,
 }
 
 /// The parts of the process environment configuration depends on, passed in so that
@@ -110,6 +113,7 @@ pub struct Target {
     pub output: PathBuf,
     pub file: FileOptions,
     pub policy: Policy,
+    pub revoke: Revocation,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +165,18 @@ impl RawConfig {
         if http_timeout < Duration::from_secs(1) {
             return err("--http-timeout must be at least 1s");
         }
+        let on_stop = match present(&self.revoke_on_stop) {
+            None => false,
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                ConfigError(format!(
+                    "--revoke-on-stop '{}': expected true or false",
+                    v.escape_debug()
+                ))
+            })?,
+        };
+        let superseded_after = present(&self.revoke_superseded_after)
+            .map(|s| crate::revoke::parse_superseded_after("--revoke-superseded-after", s))
+            .transpose()?;
         Ok(Config {
             targets: vec![Target {
                 name: "default".into(),
@@ -172,6 +188,10 @@ impl RawConfig {
                 output,
                 file: FileOptions::default(),
                 policy,
+                revoke: Revocation {
+                    on_stop,
+                    superseded_after,
+                },
             }],
             http_timeout,
         })
@@ -422,6 +442,15 @@ pub fn parse_policy(
         jitter,
         min_remaining,
     })
+}
+
+/// `true`/`false` as flags and environment variables spell them.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 fn parse_flag_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {

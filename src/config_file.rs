@@ -26,6 +26,8 @@ struct Defaults<'a> {
     min_remaining: &'a Option<Spanned<String>>,
     mode: &'a Option<Spanned<ModeValue>>,
     group: &'a Option<Spanned<IdValue>>,
+    revoke_on_stop: &'a Option<bool>,
+    revoke_superseded_after: &'a Option<Spanned<String>>,
 }
 
 macro_rules! defaults_of {
@@ -39,6 +41,8 @@ macro_rules! defaults_of {
             min_remaining: &$raw.min_remaining,
             mode: &$raw.mode,
             group: &$raw.group,
+            revoke_on_stop: &$raw.revoke_on_stop,
+            revoke_superseded_after: &$raw.revoke_superseded_after,
         }
     };
 }
@@ -55,6 +59,8 @@ struct RawFile {
     mode: Option<Spanned<ModeValue>>,
     group: Option<Spanned<IdValue>>,
     http_timeout: Option<Spanned<String>>,
+    revoke_on_stop: Option<bool>,
+    revoke_superseded_after: Option<Spanned<String>>,
     /// On reload, delete the token files of targets removed from the file.
     #[serde(default)]
     delete_removed_outputs: bool,
@@ -82,6 +88,8 @@ struct RawTarget {
     min_remaining: Option<Spanned<String>>,
     mode: Option<Spanned<ModeValue>>,
     group: Option<Spanned<IdValue>>,
+    revoke_on_stop: Option<bool>,
+    revoke_superseded_after: Option<Spanned<String>>,
 }
 
 /// A number or a string (`app_id = 123` and `app_id = "Iv23…"` both work).
@@ -386,6 +394,19 @@ fn build_target(
     if let Some(g) = pick(o.group, defaults.group) {
         file.gid = Some(src.rekey(g.span(), resolve_group(g.get_ref()))?);
     }
+    let superseded_after = match pick(o.revoke_superseded_after, defaults.revoke_superseded_after) {
+        Some(s) => Some(src.rekey(
+            s.span(),
+            crate::revoke::parse_superseded_after("revoke_superseded_after", s.get_ref()),
+        )?),
+        None => None,
+    };
+    let revoke = crate::revoke::Revocation {
+        on_stop: pick(o.revoke_on_stop, defaults.revoke_on_stop)
+            .copied()
+            .unwrap_or(false),
+        superseded_after,
+    };
     Ok(Target {
         name,
         app: AppRef { app_id, key_file },
@@ -396,6 +417,7 @@ fn build_target(
         output,
         file,
         policy,
+        revoke,
     })
 }
 

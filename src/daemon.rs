@@ -19,9 +19,13 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError, InstallationRef, Target, format_duration};
 use crate::config_file::FileConfig;
 use crate::error::exit;
+use crate::fingerprint;
+use crate::github::Client;
 use crate::notify;
 use crate::refresh::{Ctx, RefreshError, Resolved, Resources, token_file_for};
+use crate::revoke;
 use crate::schedule::{self, RetryBudget};
+use crate::secret::Secret;
 use crate::token_file::{self, Freshness};
 
 /// Longest single sleep. Timers run on the monotonic clock, which stops during suspend;
@@ -36,9 +40,11 @@ pub const MAX_IN_FLIGHT: usize = 16;
 /// Re-reads the configuration on SIGHUP.
 pub type Loader = Box<dyn Fn() -> Result<FileConfig, ConfigError> + Send>;
 
-/// What is known about the token a target's file holds (never the token itself).
+/// The token a target's file holds, and when it expires.
 #[derive(Debug, Clone)]
 struct Current {
+    /// Kept to revoke it (`revoke_on_stop`, `revoke_superseded_after`); never logged.
+    token: Secret,
     /// By GitHub's clock, as written in the file.
     expires_at_unix: i64,
     /// The same moment on the monotonic clock, when this process minted the token.
@@ -113,6 +119,25 @@ fn mono_after(now: DateTime<Utc>, at: DateTime<Utc>) -> Instant {
     Instant::now() + (at - now).to_std().unwrap_or(Duration::ZERO)
 }
 
+/// A superseded token to revoke once its grace time is over (by either clock).
+struct PendingRevocation {
+    target: String,
+    token: Secret,
+    client: Client,
+    at: DateTime<Utc>,
+    at_mono: Instant,
+    after: Duration,
+}
+
+/// A target removed by a reload with `revoke_on_stop` while its refresh was in flight: the
+/// token that refresh publishes is revoked and its file removed when it finishes.
+struct Orphan {
+    name: String,
+    epoch: u64,
+    target: Arc<Target>,
+    client: Client,
+}
+
 struct TaskResult {
     name: String,
     epoch: u64,
@@ -140,6 +165,9 @@ pub struct Daemon {
     epochs: u64,
     reload_note: Option<String>,
     last_status: String,
+    pending_revocations: Vec<PendingRevocation>,
+    revocations: JoinSet<()>,
+    orphans: Vec<Orphan>,
 }
 
 impl Daemon {
@@ -169,6 +197,9 @@ impl Daemon {
             epochs: 0,
             reload_note: None,
             last_status: String::new(),
+            pending_revocations: Vec::new(),
+            revocations: JoinSet::new(),
+            orphans: Vec::new(),
         }
     }
 
@@ -218,6 +249,7 @@ impl Daemon {
         }
         loop {
             self.start_due();
+            self.start_due_revocations();
             self.report_expiries();
             let nap = self.time_to_next_deadline();
             tokio::select! {
@@ -234,6 +266,7 @@ impl Daemon {
                         Err(e) => error!("a refresh task failed: {e}"),
                     }
                 }
+                Some(_) = self.revocations.join_next(), if !self.revocations.is_empty() => {}
                 _ = watchdog.tick(), if watchdog_period.is_some() => notify::watchdog(),
                 _ = tokio::time::sleep(nap) => {}
             }
@@ -241,7 +274,119 @@ impl Daemon {
         info!("stopping");
         notify::stopping();
         self.tasks.abort_all();
+        self.revoke_at_stop().await;
         exit::OK
+    }
+
+    /// On SIGTERM/SIGINT: remove the files of `revoke_on_stop` targets and revoke their
+    /// tokens, and revoke the superseded tokens still in their grace time (the file holds
+    /// their successor, and a consumer's grace ends with the daemon that granted it). All of
+    /// it together waits at most [`revoke::STOP_BUDGET`] on GitHub; a failure is logged.
+    async fn revoke_at_stop(&mut self) {
+        let mut jobs: Vec<(String, Secret, Client, &'static str)> = Vec::new();
+        for t in &self.targets {
+            if !t.target.revoke.on_stop {
+                continue;
+            }
+            let client = self.res.client(&t.target).clone();
+            let mut tokens: Vec<Secret> = t.current.iter().map(|c| c.token.clone()).collect();
+            // an aborted refresh may have published a newer token than the one we know
+            if let Ok(file) = token_file::read(&t.target.output) {
+                if !tokens.contains(&file.token) {
+                    tokens.push(file.token);
+                }
+            }
+            match std::fs::remove_file(&t.target.output) {
+                Ok(()) => {
+                    info!(target = %t.target.name, "stopping: removed '{}'", t.target.output.display())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(target = %t.target.name, "stopping: cannot remove '{}': {e}", t.target.output.display())
+                }
+            }
+            for token in tokens {
+                jobs.push((
+                    t.target.name.clone(),
+                    token,
+                    client.clone(),
+                    "the daemon is stopping",
+                ));
+            }
+        }
+        for p in self.pending_revocations.drain(..) {
+            jobs.push((
+                p.target,
+                p.token,
+                p.client,
+                "superseded; the daemon is stopping",
+            ));
+        }
+        if jobs.is_empty() && self.revocations.is_empty() {
+            return;
+        }
+        for (name, token, client, why) in jobs {
+            self.revocations.spawn(async move {
+                revoke::revoke_logged(&client, &token, revoke::STOP_BUDGET, &name, why).await;
+            });
+        }
+        let all = async { while self.revocations.join_next().await.is_some() {} };
+        if tokio::time::timeout(revoke::STOP_BUDGET, all)
+            .await
+            .is_err()
+        {
+            warn!(
+                "stopping: gave up on {} revocation(s) after {}; those tokens stay valid until they expire",
+                self.revocations.len(),
+                format_duration(revoke::STOP_BUDGET)
+            );
+            self.revocations.abort_all();
+        }
+    }
+
+    /// Revoke the superseded tokens whose grace time is over.
+    fn start_due_revocations(&mut self) {
+        let now = self.clock.now();
+        let mono = Instant::now();
+        let budget = self.http_timeout;
+        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_revocations)
+            .into_iter()
+            .partition(|p| p.at <= now || p.at_mono <= mono);
+        self.pending_revocations = keep;
+        for p in due {
+            let why = format!(
+                "superseded {} ago (revoke_superseded_after)",
+                format_duration(p.after)
+            );
+            self.revocations.spawn(async move {
+                revoke::revoke_logged(&p.client, &p.token, budget, &p.target, &why).await;
+            });
+        }
+    }
+
+    /// Target `t` was removed with `revoke_on_stop`: remove its file, revoke its token.
+    fn revoke_removed(
+        &mut self,
+        name: &str,
+        output: &std::path::Path,
+        token: Secret,
+        client: Client,
+    ) {
+        let fp = fingerprint::of(token.expose());
+        match revoke::remove_if_holds(output, &fp) {
+            Ok(true) => {
+                info!(target = %name, fingerprint = %fp, "target removed: deleted '{}'", output.display())
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(target = %name, "target removed: cannot delete '{}': {e}", output.display())
+            }
+        }
+        let budget = self.http_timeout;
+        let name = name.to_owned();
+        self.revocations.spawn(async move {
+            revoke::revoke_logged(&client, &token, budget, &name, "its target was removed").await;
+        });
     }
 
     /// A still-valid file from before counts: consumers have a token while we mint anew.
@@ -264,6 +409,7 @@ impl Daemon {
                         format_duration(Duration::from_secs(remaining_secs as u64))
                     );
                     t.current = Some(Current {
+                        token: file.token.clone(),
                         expires_at_unix: file.expires_at_unix,
                         expires_mono: None,
                     });
@@ -372,6 +518,11 @@ impl Daemon {
                 }
             }
         }
+        for p in &self.pending_revocations {
+            wait = wait
+                .min((p.at - now).to_std().unwrap_or(Duration::ZERO))
+                .min(p.at_mono.saturating_duration_since(mono));
+        }
         wait
     }
 
@@ -384,17 +535,39 @@ impl Daemon {
             .iter()
             .position(|t| t.name() == r.name && t.epoch == r.epoch)
         else {
-            return None; // removed or changed by a reload meanwhile
+            // removed or changed by a reload meanwhile
+            let orphan = self
+                .orphans
+                .iter()
+                .position(|o| o.name == r.name && o.epoch == r.epoch)
+                .map(|i| self.orphans.remove(i));
+            if let (Some(o), Ok(p)) = (orphan, r.result) {
+                self.revoke_removed(&o.name, &o.target.output, p.current.token, o.client);
+            }
+            return None;
         };
         let http_timeout = self.http_timeout;
         let offset = self.server_offset(&self.targets[idx]);
+        let client = self.res.client(&self.targets[idx].target).clone();
         let t = &mut self.targets[idx];
         t.in_flight = false;
         t.resolved = r.resolved;
         let mut extend = None;
         match r.result {
             Ok(p) => {
-                t.current = Some(p.current);
+                let previous = t.current.replace(p.current);
+                if let (Some(prev), Some(after)) = (previous, t.target.revoke.superseded_after) {
+                    if t.current.as_ref().is_some_and(|c| c.token != prev.token) {
+                        self.pending_revocations.push(PendingRevocation {
+                            target: t.target.name.clone(),
+                            token: prev.token,
+                            client,
+                            at: now + chrono::Duration::from_std(after).unwrap_or_default(),
+                            at_mono: Instant::now() + after,
+                            after,
+                        });
+                    }
+                }
                 let at = if std::mem::take(&mut t.mint_again) {
                     now
                 } else {
@@ -609,9 +782,31 @@ impl Daemon {
                         }
                     }
                 }
-                for gone in &old {
-                    let path = &gone.target.output;
-                    if self.delete_removed_outputs {
+                for gone in &mut old {
+                    let path = gone.target.output.clone();
+                    let path = &path;
+                    if gone.target.revoke.on_stop {
+                        let client = self.res.client(&gone.target).clone();
+                        if gone.in_flight {
+                            self.orphans.push(Orphan {
+                                name: gone.target.name.clone(),
+                                epoch: gone.epoch,
+                                target: gone.target.clone(),
+                                client: client.clone(),
+                            });
+                        }
+                        match gone.current.take() {
+                            Some(c) => self.revoke_removed(
+                                &gone.target.name.clone(),
+                                path,
+                                c.token,
+                                client,
+                            ),
+                            None => {
+                                info!(target = %gone.target.name, "target removed by reload; it held no token")
+                            }
+                        }
+                    } else if self.delete_removed_outputs {
                         match std::fs::remove_file(path) {
                             Ok(()) => {
                                 info!(target = %gone.target.name, "target removed by reload; deleted '{}'", path.display())
@@ -713,6 +908,7 @@ async fn refresh_once(
         account = %inst.account,
         expires_at = %written.expires_at,
         generation = written.generation,
+        fingerprint = %written.fingerprint,
         next_refresh = %refresh_at.format("%H:%M:%S UTC"),
         "minted a token and wrote '{}'",
         target.output.display()
@@ -721,6 +917,7 @@ async fn refresh_once(
         DateTime::from_timestamp(written.expires_at_unix, 0).unwrap_or_default() - server_now;
     Ok(Published {
         current: Current {
+            token: token.token.clone(),
             expires_at_unix: written.expires_at_unix,
             expires_mono: Some(Instant::now() + left.to_std().unwrap_or(Duration::ZERO)),
         },
@@ -799,6 +996,7 @@ mod tests {
             resolved: None,
             result: Ok(Published {
                 current: Current {
+                    token: Secret::new(format!("ghs_test_{i}")),
                     expires_at_unix: (now + chrono::Duration::from_std(lifetime).unwrap())
                         .timestamp(),
                     expires_mono: Some(Instant::now() + lifetime),

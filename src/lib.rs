@@ -12,11 +12,13 @@ pub mod config_file;
 pub mod consumer;
 pub mod daemon;
 pub mod error;
+pub mod fingerprint;
 pub mod github;
 pub mod jwt;
 pub mod logging;
 pub mod notify;
 pub mod refresh;
+pub mod revoke;
 pub mod schedule;
 pub mod secret;
 pub mod token_file;
@@ -59,6 +61,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     // the in-container commands read one file: no logging setup, no runtime
     let command = match cli.command {
         Command::Consumer(c) => return consumer::run(c),
+        Command::Fingerprint => return fingerprint::main(),
         other => other,
     };
     logging::init();
@@ -83,7 +86,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         }),
         Command::Check(args) => runtime.block_on(commands::check::run(single_target(&args), clock)),
         Command::Status(args) => status(&args),
-        Command::Consumer(_) => unreachable!("dispatched above"),
+        Command::Revoke(args) => runtime.block_on(revoke::main(args)),
+        Command::Consumer(_) | Command::Fingerprint => unreachable!("dispatched above"),
     }
 }
 

@@ -254,6 +254,7 @@ pub fn token_file_for(
         refresh_at: rfc3339(refresh_at),
         refresh_at_unix: refresh_at.timestamp(),
         generation: 0,
+        fingerprint: crate::fingerprint::of(token.token.expose()),
     }
 }
 

@@ -65,8 +65,10 @@ pub fn report(
     } else {
         format!(", next refresh planned {}", file.refresh_at)
     };
+    // from the token itself, not the file's field: an older writer leaves that out
+    let fingerprint = crate::fingerprint::of(file.token.expose());
     let text = format!(
-        "{state}: '{shown}' holds a token{who}, {when}; generation {}{refresh}",
+        "{state}: '{shown}' holds a token{who}, {when}; generation {}, fingerprint {fingerprint}{refresh}",
         file.generation
     );
     let value = json!({
@@ -84,6 +86,7 @@ pub fn report(
         "generated_at": file.generated_at,
         "refresh_at": file.refresh_at,
         "generation": file.generation,
+        "fingerprint": fingerprint,
     });
     (text, value, code)
 }
@@ -117,7 +120,12 @@ mod tests {
         let (text, v, code) = report(&path, min, now);
         assert_eq!((v["state"].as_str(), code), (Some("valid"), exit::OK));
         assert!(
-            text.contains("50m left") && text.contains("for acme"),
+            text.contains("50m left")
+                && text.contains("for acme")
+                && text.contains(&format!(
+                    "fingerprint {}",
+                    crate::fingerprint::of("ghs_topsecret")
+                )),
             "{text}"
         );
         assert!(!text.contains("topsecret") && !v.to_string().contains("topsecret"));
