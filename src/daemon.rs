@@ -327,7 +327,7 @@ impl Daemon {
         }
         for (name, token, client, why) in jobs {
             self.revocations.spawn(async move {
-                revoke::revoke_logged(&client, &token, revoke::STOP_BUDGET, &name, why).await;
+                revoke::revoke_logged(&client, &token, revoke::STOP_EACH, &name, why).await;
             });
         }
         let all = async { while self.revocations.join_next().await.is_some() {} };

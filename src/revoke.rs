@@ -19,6 +19,8 @@ use crate::token_file::{self, ReadError};
 
 /// Stopping never waits longer than this on GitHub for all revocations together.
 pub const STOP_BUDGET: Duration = Duration::from_secs(5);
+/// Each revocation at stop gives up a little earlier, so that it can say which token.
+pub const STOP_EACH: Duration = Duration::from_secs(4);
 
 /// Per target: when its tokens are revoked. Both off by default (see docs/revocation.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
