@@ -110,6 +110,10 @@ pub struct ConfigArgs {
         value_name = "DURATION"
     )]
     pub revoke_superseded_after: Option<String>,
+    /// `run`: write Prometheus metrics to this file after every change, for
+    /// node_exporter's textfile collector (name it *.prom; the directory must exist)
+    #[arg(long, env = "GITHUB_TOKEN_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
     /// Many targets from a TOML file instead of the flags above (see README)
     #[arg(long, env = "GITHUB_TOKEN_REFRESHER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -64,6 +64,7 @@ struct RawFile {
     /// On reload, delete the token files of targets removed from the file.
     #[serde(default)]
     delete_removed_outputs: bool,
+    metrics_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     target: Vec<Spanned<RawTarget>>,
 }
@@ -122,6 +123,8 @@ enum ModeValue {
 pub struct FileConfig {
     pub config: Config,
     pub delete_removed_outputs: bool,
+    /// `run` writes Prometheus metrics here (`--metrics-file` wins).
+    pub metrics_file: Option<PathBuf>,
 }
 
 struct Source<'a> {
@@ -264,6 +267,13 @@ fn parse_with(
             http_timeout,
         },
         delete_removed_outputs: raw.delete_removed_outputs,
+        metrics_file: match &raw.metrics_file {
+            Some(p) if !p.get_ref().is_absolute() => {
+                return src.err(p.span(), "metrics_file must be an absolute path");
+            }
+            Some(p) => Some(p.get_ref().clone()),
+            None => None,
+        },
     })
 }
 

@@ -69,6 +69,17 @@ struct TargetState {
     budget: RetryBudget,
     last_error: Option<(String, bool)>,
     expiry_reported: bool,
+    /// For the metrics file.
+    stats: Stats,
+}
+
+/// A target's counters for the metrics file; they survive a change of its configuration.
+#[derive(Debug, Clone, Default)]
+struct Stats {
+    successes: u64,
+    failures: u64,
+    last_success_unix: Option<i64>,
+    generation: u64,
 }
 
 impl TargetState {
@@ -86,6 +97,7 @@ impl TargetState {
             budget: RetryBudget::default(),
             last_error: None,
             expiry_reported: false,
+            stats: Stats::default(),
         }
     }
 
@@ -147,6 +159,7 @@ struct TaskResult {
 
 struct Published {
     current: Current,
+    generation: u64,
     refresh_at: DateTime<Utc>,
 }
 
@@ -168,6 +181,9 @@ pub struct Daemon {
     pending_revocations: Vec<PendingRevocation>,
     revocations: JoinSet<()>,
     orphans: Vec<Orphan>,
+    metrics: Option<crate::metrics::Writer>,
+    /// `--metrics-file` was given: it wins over the configuration file's `metrics_file`.
+    metrics_from_flag: bool,
 }
 
 impl Daemon {
@@ -200,6 +216,39 @@ impl Daemon {
             pending_revocations: Vec::new(),
             revocations: JoinSet::new(),
             orphans: Vec::new(),
+            metrics: None,
+            metrics_from_flag: false,
+        }
+    }
+
+    /// Write the metrics to `path` after every change; `from_flag`: a reload keeps it.
+    pub fn set_metrics_file(&mut self, path: Option<std::path::PathBuf>, from_flag: bool) {
+        self.metrics = path.map(crate::metrics::Writer::new);
+        self.metrics_from_flag = from_flag;
+    }
+
+    /// Bring the metrics file up to date (written only when something in it changed).
+    fn write_metrics(&mut self) {
+        if self.metrics.is_none() {
+            return;
+        }
+        let rows: Vec<crate::metrics::TargetMetrics> = self
+            .targets
+            .iter()
+            .map(|t| crate::metrics::TargetMetrics {
+                name: t.target.name.clone(),
+                expires_at_unix: t.current.as_ref().map(|c| c.expires_at_unix),
+                last_success_unix: t.stats.last_success_unix,
+                consecutive_failures: t.attempt,
+                successes: t.stats.successes,
+                failures: t.stats.failures,
+                generation: t.stats.generation,
+                clock_offset_secs: self.res.client(&t.target).clock_offset(),
+            })
+            .collect();
+        let text = crate::metrics::render(&rows);
+        if let Some(w) = &mut self.metrics {
+            w.update(text);
         }
     }
 
@@ -250,6 +299,7 @@ impl Daemon {
         loop {
             self.start_due();
             self.start_due_revocations();
+            self.write_metrics();
             self.report_expiries();
             let nap = self.time_to_next_deadline();
             tokio::select! {
@@ -408,6 +458,7 @@ impl Daemon {
                         "the token file from before is still valid for {}",
                         format_duration(Duration::from_secs(remaining_secs as u64))
                     );
+                    t.stats.generation = file.generation;
                     t.current = Some(Current {
                         token: file.token.clone(),
                         expires_at_unix: file.expires_at_unix,
@@ -555,6 +606,9 @@ impl Daemon {
         let mut extend = None;
         match r.result {
             Ok(p) => {
+                t.stats.successes += 1;
+                t.stats.last_success_unix = Some(now.timestamp());
+                t.stats.generation = p.generation;
                 let previous = t.current.replace(p.current);
                 if let (Some(prev), Some(after)) = (previous, t.target.revoke.superseded_after) {
                     if t.current.as_ref().is_some_and(|c| c.token != prev.token) {
@@ -581,6 +635,7 @@ impl Daemon {
             }
             Err(e) => {
                 t.attempt += 1;
+                t.stats.failures += 1;
                 let permanent = e.is_permanent();
                 let kind = match &e {
                     RefreshError::Github(g) => g.retry_kind(),
@@ -752,6 +807,11 @@ impl Daemon {
             Ok((file, res)) => {
                 let config = file.config;
                 self.delete_removed_outputs = file.delete_removed_outputs;
+                if !self.metrics_from_flag
+                    && self.metrics.as_ref().map(|m| &m.path) != file.metrics_file.as_ref()
+                {
+                    self.metrics = file.metrics_file.clone().map(crate::metrics::Writer::new);
+                }
                 let now = self.clock.now();
                 let mut old: Vec<TargetState> = std::mem::take(&mut self.targets);
                 let (mut added, mut changed, mut kept) = (0, 0, 0);
@@ -771,6 +831,7 @@ impl Daemon {
                             let mut state = TargetState::new(target, self.epochs, now);
                             // the file still holds the previous token until the new one lands
                             state.current = prev.current;
+                            state.stats = prev.stats;
                             changed += 1;
                             self.targets.push(state);
                         }
@@ -916,6 +977,7 @@ async fn refresh_once(
     let left =
         DateTime::from_timestamp(written.expires_at_unix, 0).unwrap_or_default() - server_now;
     Ok(Published {
+        generation: written.generation,
         current: Current {
             token: token.token.clone(),
             expires_at_unix: written.expires_at_unix,
@@ -995,6 +1057,7 @@ mod tests {
             epoch: d.targets[i].epoch,
             resolved: None,
             result: Ok(Published {
+                generation: 1,
                 current: Current {
                     token: Secret::new(format!("ghs_test_{i}")),
                     expires_at_unix: (now + chrono::Duration::from_std(lifetime).unwrap())

@@ -16,6 +16,7 @@ pub mod fingerprint;
 pub mod github;
 pub mod jwt;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod refresh;
 pub mod revoke;
@@ -115,6 +116,7 @@ fn read_config(args: &ConfigArgs) -> Result<FileConfig, ConfigError> {
         _ => Ok(FileConfig {
             config: args.raw().into_config(&env)?,
             delete_removed_outputs: false,
+            metrics_file: None,
         }),
     }
 }
@@ -144,10 +146,25 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
         }
     };
     let file_mode = args.config.is_some();
-    let delete_removed = file_mode && read_config(&args).is_ok_and(|f| f.delete_removed_outputs);
+    let file = read_config(&args).ok();
+    let delete_removed = file_mode && file.as_ref().is_some_and(|f| f.delete_removed_outputs);
+    let flag_metrics = args
+        .metrics_file
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty());
+    let metrics_file = flag_metrics
+        .clone()
+        .or_else(|| file.and_then(|f| f.metrics_file));
+    if let Some(path) = &metrics_file {
+        if let Err(e) = metrics::check_path(path) {
+            tracing::error!("{e}");
+            return exit::CONFIG;
+        }
+    }
     let loader: daemon::Loader = Box::new(move || read_config(&args));
     let mut daemon = daemon::Daemon::new(config, res, loader, !file_mode, clock);
     daemon.delete_removed_outputs = delete_removed;
+    daemon.set_metrics_file(metrics_file, flag_metrics.is_some());
     daemon.run().await
 }
 
