@@ -325,6 +325,13 @@ impl Daemon {
         notify::stopping();
         self.tasks.abort_all();
         self.revoke_at_stop().await;
+        // a revoked token has no expiry to alert on
+        for t in &mut self.targets {
+            if t.target.revoke.on_stop {
+                t.current = None;
+            }
+        }
+        self.write_metrics();
         exit::OK
     }
 

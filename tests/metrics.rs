@@ -227,12 +227,7 @@ fn metrics_file_from_the_configuration_file_covers_every_target_and_follows_a_re
     };
     write(&["a", "b"]);
     let mut n = Notify::new(env.dir.path());
-    let mut c = bare_cmd();
-    c.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &n.path);
-    let d = Proc::spawn(c);
+    let d = daemon_config(&config, &n);
     ready(&mut n);
     let has = |name: &str| {
         value(

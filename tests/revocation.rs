@@ -44,9 +44,16 @@ fn ready_daemon(env: &TestEnv, extra: &[&str]) -> (Proc, Notify) {
 #[test]
 fn stop_with_revoke_on_stop_revokes_the_token_and_removes_the_file() {
     let env = TestEnv::new();
-    let (d, _n) = ready_daemon(&env, &["--revoke-on-stop"]);
+    let prom = env.dir.path().join("gtr.prom");
+    let (d, _n) = ready_daemon(
+        &env,
+        &["--revoke-on-stop", "--metrics-file", prom.to_str().unwrap()],
+    );
     let token = env.read_file().token.expose().to_owned();
     assert_eq!(consumer_sees(&env.fake, &token), 200);
+    wait_until("the expiry in the metrics", Duration::from_secs(5), || {
+        fs::read_to_string(&prom).is_ok_and(|m| m.contains("token_expiry_timestamp_seconds{"))
+    });
     let started = Instant::now();
     let (code, log) = d.stop(Duration::from_secs(15));
     assert_eq!(code, Some(0), "{log}");
@@ -65,6 +72,11 @@ fn stop_with_revoke_on_stop_revokes_the_token_and_removes_the_file() {
         1
     );
     assert_no_secrets(&log, &env.secrets());
+    let metrics = fs::read_to_string(&prom).unwrap();
+    assert!(
+        !metrics.contains("token_expiry_timestamp_seconds{"),
+        "a revoked token has no expiry to alert on:\n{metrics}"
+    );
 }
 
 #[test]
@@ -138,12 +150,7 @@ fn a_target_removed_by_reload_is_revoked_and_its_file_removed_and_the_others_unt
     let gone = target(&env, "sandbox-a", "revoke_on_stop = true");
     let config = write_config(&env, &(keep.clone() + &gone));
     let mut n = Notify::new(env.dir.path());
-    let mut c = bare_cmd();
-    c.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &n.path);
-    let d = Proc::spawn(c);
+    let d = daemon_config(&config, &n);
     ready(&mut n);
     let (kept, removed) = (
         token_in(&out(&env, "keep")),

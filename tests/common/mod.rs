@@ -441,6 +441,16 @@ pub fn daemon_with(env: &TestEnv, n: &Notify, extra: &[&str], vars: &[(&str, &st
     Proc::spawn(c)
 }
 
+/// `run --config CONFIG` (no flags) with the notify socket.
+pub fn daemon_config(config: &Path, n: &Notify) -> Proc {
+    let mut c = bare_cmd();
+    c.arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("NOTIFY_SOCKET", &n.path);
+    Proc::spawn(c)
+}
+
 /// Poll until `pred` holds or panic after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
