@@ -110,6 +110,11 @@ pub struct ConfigArgs {
         value_name = "DURATION"
     )]
     pub revoke_superseded_after: Option<String>,
+    /// Pull mode: serve tokens on this Unix socket (`curl --unix-socket PATH
+    /// http://localhost/token`); without --output, minted on first request only (see
+    /// docs/pull-mode.md)
+    #[arg(long, env = "GITHUB_TOKEN_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// `run`: write Prometheus metrics to this file after every change, for
     /// node_exporter's textfile collector (name it *.prom; the directory must exist)
     #[arg(long, env = "GITHUB_TOKEN_METRICS_FILE", value_name = "PATH")]
@@ -137,6 +142,7 @@ impl ConfigArgs {
             http_timeout: self.http_timeout.clone(),
             revoke_on_stop: self.revoke_on_stop.clone(),
             revoke_superseded_after: self.revoke_superseded_after.clone(),
+            socket: self.socket.clone(),
         }
     }
 
@@ -153,6 +159,7 @@ impl ConfigArgs {
             ("--repositories", set(&self.repositories)),
             ("--permissions", set(&self.permissions)),
             ("--output", set_path(&self.output)),
+            ("--socket", set_path(&self.socket)),
             ("--api-url", set(&self.api_url)),
             ("--refresh-interval", set(&self.refresh_interval)),
             ("--jitter", set(&self.jitter)),

@@ -45,6 +45,7 @@ pub struct RawConfig {
     pub http_timeout: Option<String>,
     pub revoke_on_stop: Option<String>,
     pub revoke_superseded_after: Option<String>,
+    pub socket: Option<PathBuf>,
 }
 
 /// The parts of the process environment configuration depends on, passed in so that
@@ -111,6 +112,11 @@ pub struct Target {
     pub repositories: Vec<String>,
     pub permissions: BTreeMap<String, String>,
     pub output: PathBuf,
+    /// The daemon keeps `output` fresh. False for a socket-only target (pull mode, minted
+    /// on demand), whose `output` is empty.
+    pub writes_file: bool,
+    /// Serve tokens on this Unix socket (pull mode, `crate::pull`).
+    pub socket: Option<PathBuf>,
     pub file: FileOptions,
     pub policy: Policy,
     pub revoke: Revocation,
@@ -151,7 +157,21 @@ impl RawConfig {
         let repositories =
             parse_repositories(present(&self.repositories).unwrap_or(""), owner_hint)?;
         let permissions = parse_permissions(present(&self.permissions).unwrap_or(""))?;
-        let output = resolve_output(self.output.as_deref(), env)?;
+        let socket = match self.socket.as_deref().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => Some(check_socket_path("--socket", p)?),
+            None => None,
+        };
+        // --socket alone serves on demand; with --output the file is kept fresh too
+        let writes_file = socket.is_none()
+            || self
+                .output
+                .as_ref()
+                .is_some_and(|p| !p.as_os_str().is_empty());
+        let output = if writes_file {
+            resolve_output(self.output.as_deref(), env)?
+        } else {
+            PathBuf::new()
+        };
         let api_url = parse_api_url(present(&self.api_url).unwrap_or(DEFAULT_API_URL))?;
         let policy = parse_policy(
             present(&self.refresh_interval),
@@ -186,6 +206,8 @@ impl RawConfig {
                 repositories,
                 permissions,
                 output,
+                writes_file,
+                socket,
                 file: FileOptions::default(),
                 policy,
                 revoke: Revocation {
@@ -345,6 +367,26 @@ pub fn parse_permissions(s: &str) -> Result<BTreeMap<String, String>, ConfigErro
         out.insert(name.to_owned(), level.to_owned());
     }
     Ok(out)
+}
+
+/// A socket path: a file name, short enough for `sockaddr_un` (108 bytes with its NUL).
+pub fn check_socket_path(key: &str, p: &Path) -> Result<PathBuf, ConfigError> {
+    use std::os::unix::ffi::OsStrExt;
+    if p.file_name().is_none() || p.as_os_str().as_bytes().ends_with(b"/") {
+        return err(format!(
+            "{key} '{}': name a socket file (e.g. {}/token.sock), not a directory",
+            p.display(),
+            p.display()
+        ));
+    }
+    if p.as_os_str().len() > 107 {
+        return err(format!(
+            "{key} '{}': longer than the 107 bytes a Unix socket path may have; choose a \
+             shorter path",
+            p.display()
+        ));
+    }
+    Ok(p.to_owned())
 }
 
 fn resolve_output(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, ConfigError> {

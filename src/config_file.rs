@@ -81,6 +81,7 @@ struct RawTarget {
     #[serde(default)]
     permissions: Option<Spanned<BTreeMap<String, String>>>,
     output: Option<Spanned<PathBuf>>,
+    socket: Option<Spanned<PathBuf>>,
     app_id: Option<Spanned<IdValue>>,
     private_key_file: Option<PathBuf>,
     api_url: Option<Spanned<String>>,
@@ -234,6 +235,7 @@ fn parse_with(
     let mut targets = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut outputs: HashMap<PathBuf, (String, usize)> = HashMap::new();
+    let mut sockets: HashMap<PathBuf, (String, usize)> = HashMap::new();
     for t in &raw.target {
         let span = t.span();
         let line = src.line_of(span.clone());
@@ -246,6 +248,23 @@ fn parse_with(
                     target.name
                 ),
             );
+        }
+        if let Some(sock) = &target.socket {
+            if let Some((other, first)) = sockets.insert(sock.clone(), (target.name.clone(), line))
+            {
+                return src.err(
+                    t.get_ref().socket.as_ref().map_or(t.span(), |o| o.span()),
+                    format!(
+                        "targets '{other}' (line {first}) and '{}' both listen on '{}'; give each its own socket",
+                        target.name,
+                        sock.display()
+                    ),
+                );
+            }
+        }
+        if !target.writes_file {
+            targets.push(target);
+            continue;
         }
         if let Some((other, first)) =
             outputs.insert(target.output.clone(), (target.name.clone(), line))
@@ -364,7 +383,23 @@ fn build_target(
         }
         None => BTreeMap::new(),
     };
+    let socket = match &t.socket {
+        Some(p) if !p.get_ref().is_absolute() => {
+            return src.err(p.span(), ctx("socket must be an absolute path"));
+        }
+        Some(p) => Some(
+            src.rekey(
+                p.span(),
+                crate::config::check_socket_path("socket", p.get_ref())
+                    .map_err(|e| ConfigError(ctx(&e.0))),
+            )?,
+        ),
+        None => None,
+    };
+    // a socket alone serves on demand; with an output the file is kept fresh too
+    let writes_file = socket.is_none() || t.output.is_some();
     let output = match &t.output {
+        _ if !writes_file => PathBuf::new(),
         Some(p) if p.get_ref().is_absolute() => p.get_ref().clone(),
         Some(p) => return src.err(p.span(), ctx("output must be an absolute path")),
         None => match &env.xdg_runtime_dir {
@@ -425,6 +460,8 @@ fn build_target(
         repositories,
         permissions,
         output,
+        writes_file,
+        socket,
         file,
         policy,
         revoke,

@@ -198,6 +198,8 @@ impl Daemon {
         let targets = config
             .targets
             .into_iter()
+            // socket-only targets mint on demand (`crate::pull`), not on this schedule
+            .filter(|t| t.writes_file)
             .map(|t| TargetState::new(t, 0, now))
             .collect();
         Daemon {
@@ -822,7 +824,7 @@ impl Daemon {
                 let now = self.clock.now();
                 let mut old: Vec<TargetState> = std::mem::take(&mut self.targets);
                 let (mut added, mut changed, mut kept) = (0, 0, 0);
-                for target in config.targets {
+                for target in config.targets.into_iter().filter(|t| t.writes_file) {
                     let pos = old.iter().position(|o| o.target.name == target.name);
                     match pos.map(|p| old.remove(p)) {
                         Some(mut prev) if *prev.target == target => {

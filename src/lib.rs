@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod pull;
 pub mod refresh;
 pub mod revoke;
 pub mod schedule;
@@ -129,7 +130,7 @@ fn single_target(args: &ConfigArgs) -> Result<Config, ConfigError> {
 fn load(args: &ConfigArgs) -> Result<(Config, Resources), ConfigError> {
     let config = single_target(args)?;
     let res = Resources::load(&config, None)?;
-    for t in &config.targets {
+    for t in config.targets.iter().filter(|t| t.writes_file) {
         commands::check::output_writable(&t.output, t.file)
             .map_err(|e| ConfigError(format!("--output '{}': {e}", t.output.display())))?;
     }
@@ -161,11 +162,21 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
             return exit::CONFIG;
         }
     }
+    // before anything else runs: binding sets the process's umask for a moment
+    let pull = match pull::Pull::start(&config, &res, clock.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::CONFIG;
+        }
+    };
     let loader: daemon::Loader = Box::new(move || read_config(&args));
     let mut daemon = daemon::Daemon::new(config, res, loader, !file_mode, clock);
     daemon.delete_removed_outputs = delete_removed;
     daemon.set_metrics_file(metrics_file, flag_metrics.is_some());
-    daemon.run().await
+    let code = daemon.run().await;
+    pull.stop().await;
+    code
 }
 
 /// No core dumps of a process that holds the key and tokens (prctl PR_SET_DUMPABLE 0; this
