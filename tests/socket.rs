@@ -417,3 +417,89 @@ fn an_unsafe_socket_directory_or_path_is_a_configuration_error() {
     }
     assert_eq!(std::fs::read_to_string(&plain).unwrap(), "x", "left alone");
 }
+
+#[test]
+fn consumers_ask_the_socket() {
+    let p = start(&["--repositories", "widgets,gadgets"]);
+    // token, by flag and by GITHUB_TOKEN_SOCKET
+    let mut c = bare_cmd();
+    c.arg("token").arg("--socket").arg(&p.sock);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(p.env.fake.is_token_valid(printed.trim()));
+    let mut c = bare_cmd();
+    c.arg("token").env("GITHUB_TOKEN_SOCKET", &p.sock);
+    let out = run(c);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), printed, "cached");
+
+    // exec
+    let mut c = bare_cmd();
+    c.args(["exec", "--socket"])
+        .arg(&p.sock)
+        .args(["--", "sh", "-c", "printf %s \"$GH_TOKEN\""]);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), printed.trim());
+
+    // git-credential with useHttpPath: a token narrowed to the repository git names
+    let ask = |path: &str| {
+        let mut c = bare_cmd();
+        c.args(["git-credential", "--socket"])
+            .arg(&p.sock)
+            .arg("get");
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                format!(
+                    "protocol=https\nhost=127.0.0.1:{}\npath={path}\n\n",
+                    p.env.fake.port()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = ask("acme/gadgets.git");
+    let answer = String::from_utf8(out.stdout).unwrap();
+    let password = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("password="))
+        .unwrap_or_else(|| {
+            panic!(
+                "no password: {answer} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let minted = p
+        .env
+        .fake
+        .tokens()
+        .into_iter()
+        .find(|t| t.token == password)
+        .unwrap();
+    assert_eq!(minted.repositories, Some(vec!["gadgets".to_string()]));
+    // a repository outside the socket's scope: no password, and git is told why
+    let out = ask("acme/infra.git");
+    assert!(!String::from_utf8(out.stdout).unwrap().contains("password="));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("outside"));
+
+    // watch follows files only: says so instead of waiting forever
+    let mut c = bare_cmd();
+    c.args(["watch", "--socket"])
+        .arg(&p.sock)
+        .args(["--exec", "true"]);
+    let out = run(c);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out).contains("watch follows a token file"),
+        "{}",
+        text(&out)
+    );
+}
