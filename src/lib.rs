@@ -82,6 +82,13 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Run(args) => runtime.block_on(run(args, clock)),
         Command::Once(args) => runtime.block_on(async {
             match load(&args) {
+                Ok((config, _)) if config.targets.iter().any(|t| !t.writes_file) => {
+                    config_failure(&ConfigError(
+                        "once writes token files, and a target with a socket but no output has \
+                         none: give it --output (or output = …), or serve it with run"
+                            .into(),
+                    ))
+                }
                 Ok((config, res)) => commands::once::run(config, res, clock).await,
                 Err(e) => config_failure(&e),
             }
@@ -208,7 +215,7 @@ fn status(args: &cli::StatusArgs) -> i32 {
         };
         let mut worst = exit::OK;
         let mut all = Vec::new();
-        for t in &file.config.targets {
+        for t in file.config.targets.iter().filter(|t| t.writes_file) {
             let (text, mut json, code) = commands::status::report(&t.output, min, now);
             json["name"] = t.name.clone().into();
             if !args.json {

@@ -503,3 +503,20 @@ fn consumers_ask_the_socket() {
         text(&out)
     );
 }
+
+#[test]
+fn once_refuses_a_socket_only_target_clearly() {
+    let env = TestEnv::new();
+    let mut c = bare_cmd();
+    c.arg("once")
+        .args(["--app-id", "1234"])
+        .arg("--private-key-file")
+        .arg(&env.key)
+        .args(["--api-url", &env.fake.url(), "--installation-id", "100"])
+        .arg("--socket")
+        .arg(env.dir.path().join("t.sock"));
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("give it --output"), "{}", text(&out));
+    assert_eq!(env.fake.mint_count(), 0);
+}
