@@ -549,6 +549,45 @@ jitter = "1m"
 "#;
 
     #[test]
+    fn sockets() {
+        let base = "app_id = 1\nprivate_key_file = \"/k.pem\"\n";
+        let t = |name: &str, rest: &str| {
+            format!("[[target]]\nname = \"{name}\"\ninstallation_id = 1\n{rest}\n")
+        };
+        let f = parse_str(&format!(
+            "{base}{}{}",
+            t("lazy", "socket = \"/run/s/lazy.sock\""),
+            t(
+                "both",
+                "socket = \"/run/s/both.sock\"\noutput = \"/run/o/both.json\""
+            )
+        ))
+        .unwrap();
+        let [lazy, both] = f.config.targets.as_slice() else {
+            panic!()
+        };
+        assert!(
+            !lazy.writes_file,
+            "a socket alone: minted on demand, no file"
+        );
+        assert_eq!(lazy.socket.as_deref(), Some(Path::new("/run/s/lazy.sock")));
+        assert!(both.writes_file);
+        assert_eq!(both.output, Path::new("/run/o/both.json"));
+        let error = |text: String| parse_str(&text).unwrap_err().0;
+        let e = error(format!("{base}{}", t("a", "socket = \"rel.sock\"")));
+        assert!(e.contains("gtr.toml:6:") && e.contains("absolute"), "{e}");
+        let e = error(format!(
+            "{base}{}{}",
+            t("a", "socket = \"/s/x.sock\""),
+            t("b", "socket = \"/s/x.sock\"")
+        ));
+        assert!(e.contains("both listen on '/s/x.sock'"), "{e}");
+        let long = format!("/{}.sock", "a".repeat(120));
+        let e = error(format!("{base}{}", t("a", &format!("socket = \"{long}\""))));
+        assert!(e.contains("107 bytes"), "{e}");
+    }
+
+    #[test]
     fn a_good_file() {
         let f = parse_str(GOOD).unwrap();
         let [a, b] = f.config.targets.as_slice() else {
