@@ -225,4 +225,19 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        /// Whatever the query, the answer is a scope within the target's, or a refusal.
+        #[test]
+        fn never_broader_never_panics(
+            repos in "[a-z,/ .%]{0,30}",
+            perms in "[a-z_:=,]{0,40}",
+        ) {
+            let t = target(&["a", "b"], &[("contents", "write")]);
+            if let Ok(s) = from_query(&q(&[("repositories", &repos), ("permissions", &perms)]), &t) {
+                proptest::prop_assert!(s.repositories.iter().all(|r| r == "a" || r == "b"));
+                proptest::prop_assert!(s.permissions.iter().all(|(k, v)| k == "contents" && v != "admin"));
+            }
+        }
+    }
 }
