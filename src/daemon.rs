@@ -962,15 +962,7 @@ async fn refresh_once(
             "the new token was not accepted by GET /installation/repositories ({e}); publishing it anyway"
         );
     }
-    let server_now = ctx.server_now();
-    let offset = server_now - ctx.clock.now();
-    let expires = DateTime::from_timestamp(token.expires_at_unix, 0).unwrap_or_default();
-    let refresh_at = schedule::next_refresh(
-        &target.policy,
-        server_now,
-        expires,
-        rand::random_range(-1.0..=1.0),
-    ) - offset;
+    let (server_now, refresh_at) = ctx.refresh_at(target, &token);
     let file = token_file_for(target, &inst, &token, ctx.clock.now(), refresh_at);
     let written = crate::refresh::publish(target, file, server_now).await?;
     info!(

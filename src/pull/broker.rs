@@ -16,7 +16,6 @@ use crate::config::Target;
 use crate::pull::scope::Scope;
 use crate::refresh::{Ctx, RefreshError, Resolved, token_file_for};
 use crate::revoke;
-use crate::schedule;
 use crate::token_file::{self, TokenFile};
 
 /// Scopes cached per target; a new one beyond this evicts (and revokes) the one asked for
@@ -227,15 +226,7 @@ impl Broker {
             }
         };
         let token = self.ctx.mint(&target, resolved.id).await.map_err(failed)?;
-        let server_now = self.ctx.server_now();
-        let offset = server_now - self.ctx.clock.now();
-        let expires = DateTime::from_timestamp(token.expires_at_unix, 0).unwrap_or_default();
-        let refresh_at = schedule::next_refresh(
-            &target.policy,
-            server_now,
-            expires,
-            rand::random_range(-1.0..=1.0),
-        ) - offset;
+        let (_, refresh_at) = self.ctx.refresh_at(&target, &token);
         let now = self.ctx.clock.now();
         let file = token_file_for(&target, &resolved, &token, now, refresh_at);
         let answer = answer_of(&file);
