@@ -33,11 +33,11 @@ struct Args {
     /// The fake GitHub binary [default: fake-github in the same place].
     #[arg(long)]
     fake: Option<PathBuf>,
-    /// Measurements to run, comma-separated: size, once, ready, idle, cpu, sustain.
+    /// Measurements to run, comma-separated: size, once, ready, idle, cpu, sustain, socket.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "size,once,ready,idle,cpu,sustain"
+        default_value = "size,once,ready,idle,cpu,sustain,socket"
     )]
     only: Vec<String>,
     /// `once` runs (the median is reported).
@@ -206,13 +206,14 @@ impl Bench {
 
     fn run_all(mut self) -> (Vec<Row>, Summary) {
         type Step = fn(&mut Bench) -> Res<()>;
-        let steps: [(&str, Step); 6] = [
+        let steps: [(&str, Step); 7] = [
             ("size", Bench::size),
             ("once", Bench::once),
             ("ready", Bench::ready),
             ("idle", Bench::idle),
             ("cpu", Bench::cpu),
             ("sustain", Bench::sustain),
+            ("socket", Bench::socket),
         ];
         for (name, step) in steps {
             if self.wants(name) {
@@ -608,6 +609,89 @@ impl Bench {
         Ok(())
     }
 
+    /// Pull mode (issue 14): idle RSS of a socket-only target nobody asked yet, then a cached
+    /// token over the socket: latency (one client, sequential) and throughput (4 clients).
+    fn socket(&mut self) -> Res<()> {
+        let dir = self.dir.join("socket");
+        let fake = Fake::start(&self.fake, &dir, "3600s")?;
+        let sock = dir.join("s").join("token.sock");
+        let mut c = self.command();
+        c.arg("run")
+            .args(fake.single_target_flags())
+            .arg("--socket")
+            .arg(&sock);
+        let mut d = Proc::spawn(c, &dir.join("run.log"))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sock.exists() {
+            if Instant::now() > deadline || d.exited() {
+                return Err("the socket did not appear".into());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_secs(self.args.settle_secs));
+        let pid = d.pid();
+        let rss = proc_status(pid, "VmRSS")?;
+        self.push(Row::check(
+            &format!(
+                "idle RSS, 1 socket-only target, {} s after start, no request yet",
+                self.args.settle_secs
+            ),
+            format!(
+                "{:.1} MiB ({:.1} anonymous)",
+                kib_mib(rss),
+                kib_mib(proc_status(pid, "RssAnon")?)
+            ),
+            "≤ 8 MiB",
+            kib_mib(rss) <= 8.0,
+        ));
+        ask(&sock)?; // mints once; everything after is the cached token
+        let n = 20_000;
+        let mut lat = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            ask(&sock)?;
+            lat.push(t.elapsed());
+        }
+        let p50 = percentile(&mut lat, 0.50);
+        let p99 = percentile(&mut lat, 0.99);
+        self.push(Row::check(
+            &format!("socket: cached `GET /token`, one client, {n} sequential requests"),
+            format!(
+                "p50 {} p99 {} (connect, request, answer, close; audit line logged)",
+                ms(p50),
+                ms(p99)
+            ),
+            "p99 < 1 ms",
+            p99 < Duration::from_millis(1),
+        ));
+        let (clients, each) = (4, 5_000);
+        let cpu0 = cpu_ticks(pid)?;
+        let t = Instant::now();
+        thread::scope(|s| {
+            let hs: Vec<_> = (0..clients)
+                .map(|_| s.spawn(|| (0..each).try_for_each(|_| ask(&sock))))
+                .collect();
+            hs.into_iter()
+                .try_for_each(|h| h.join().map_err(|_| "client panicked".to_string())?)
+        })?;
+        let secs = t.elapsed().as_secs_f64();
+        let cpu = self.ticks_secs(cpu_ticks(pid)?.saturating_sub(cpu0));
+        let total = (clients * each) as f64;
+        self.push(Row::check(
+            &format!("socket: cached `GET /token`, {clients} clients × {each}"),
+            format!(
+                "{:.0} requests/s; the daemon used {:.0}% of one core ({:.0} µs CPU each)",
+                total / secs,
+                100.0 * cpu / secs,
+                1e6 * cpu / total
+            ),
+            "thousands/s on one core",
+            total / secs >= 1000.0,
+        ));
+        d.stop()?;
+        Ok(())
+    }
+
     fn command(&self) -> Command {
         let mut c = Command::new(&self.bin);
         // nothing from the caller's environment (GITHUB_APP_ID and friends count as flags)
@@ -635,6 +719,24 @@ struct IdleResult {
     involuntary: u64,
     /// CPU time over the idle window.
     cpu: Duration,
+}
+
+/// One `GET /token` over the socket; an error unless 200.
+fn ask(sock: &Path) -> Res<()> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).map_err(|e| e.to_string())?;
+    s.write_all(b"GET /token HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(2048);
+    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    if out.starts_with(b"HTTP/1.1 200 ") {
+        Ok(())
+    } else {
+        Err(format!(
+            "answer: {}",
+            String::from_utf8_lossy(&out[..out.len().min(200)])
+        ))
+    }
 }
 
 fn join<T>(h: thread::ScopedJoinHandle<'_, Res<T>>) -> Res<T> {

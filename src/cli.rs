@@ -44,6 +44,13 @@ pub enum Command {
     /// Check the configuration step by step against GitHub, with a hint for each failure
     #[command(after_help = EXIT_STATUS_HELP, args_override_self = true)]
     Check(CheckArgs),
+    /// Revoke the token in a token file now (DELETE /installation/token), e.g. when a
+    /// sandbox that read it is gone
+    #[command(after_help = crate::revoke::REVOKE_EXIT_HELP, args_override_self = true)]
+    Revoke(crate::revoke::RevokeArgs),
+    /// Print the fingerprint (start of the SHA-256) of a token, or of a token file's token,
+    /// read on stdin: the name logs, `status` and the token file use for it
+    Fingerprint,
     #[command(flatten)]
     Consumer(crate::consumer::ConsumerCommand),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell
@@ -129,6 +136,27 @@ pub struct ConfigArgs {
     /// Give up on one HTTP request after this long [default: 30s]
     #[arg(long, env = "GITHUB_HTTP_TIMEOUT", value_name = "DURATION")]
     pub http_timeout: Option<String>,
+    /// Revoke the token and remove the file when the daemon stops (SIGTERM); a restart
+    /// is a stop too (see docs/revocation.md)
+    #[arg(long, env = "GITHUB_TOKEN_REVOKE_ON_STOP", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub revoke_on_stop: Option<String>,
+    /// Revoke the previous token this long after its successor was published, e.g. 5m
+    /// [default: never; it expires on its own within the hour]
+    #[arg(
+        long,
+        env = "GITHUB_TOKEN_REVOKE_SUPERSEDED_AFTER",
+        value_name = "DURATION"
+    )]
+    pub revoke_superseded_after: Option<String>,
+    /// Pull mode: serve tokens on this Unix socket (`curl --unix-socket PATH
+    /// http://localhost/token`); without --output, minted on first request only (see
+    /// docs/pull-mode.md)
+    #[arg(long, env = "GITHUB_TOKEN_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// `run`: write Prometheus metrics to this file after every change, for
+    /// node_exporter's textfile collector (name it *.prom; the directory must exist)
+    #[arg(long, env = "GITHUB_TOKEN_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
     /// Many targets from a TOML file instead of the flags above (see README)
     #[arg(long, env = "GITHUB_TOKEN_REFRESHER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -150,6 +178,9 @@ impl ConfigArgs {
             jitter: self.jitter.clone(),
             min_remaining: self.min_remaining.clone(),
             http_timeout: self.http_timeout.clone(),
+            revoke_on_stop: self.revoke_on_stop.clone(),
+            revoke_superseded_after: self.revoke_superseded_after.clone(),
+            socket: self.socket.clone(),
         }
     }
 
@@ -166,11 +197,17 @@ impl ConfigArgs {
             ("--repositories", set(&self.repositories)),
             ("--permissions", set(&self.permissions)),
             ("--output", set_path(&self.output)),
+            ("--socket", set_path(&self.socket)),
             ("--api-url", set(&self.api_url)),
             ("--refresh-interval", set(&self.refresh_interval)),
             ("--jitter", set(&self.jitter)),
             ("--min-remaining", set(&self.min_remaining)),
             ("--http-timeout", set(&self.http_timeout)),
+            ("--revoke-on-stop", set(&self.revoke_on_stop)),
+            (
+                "--revoke-superseded-after",
+                set(&self.revoke_superseded_after),
+            ),
         ]
         .into_iter()
         .filter_map(|(flag, on)| on.then_some(flag))

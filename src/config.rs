@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::revoke::Revocation;
 use crate::schedule::Policy;
 use crate::token_file::FileOptions;
 
@@ -42,6 +43,9 @@ pub struct RawConfig {
     pub jitter: Option<String>,
     pub min_remaining: Option<String>,
     pub http_timeout: Option<String>,
+    pub revoke_on_stop: Option<String>,
+    pub revoke_superseded_after: Option<String>,
+    pub socket: Option<PathBuf>,
 }
 
 /// The parts of the process environment configuration depends on, passed in so that
@@ -108,8 +112,14 @@ pub struct Target {
     pub repositories: Vec<String>,
     pub permissions: BTreeMap<String, String>,
     pub output: PathBuf,
+    /// The daemon keeps `output` fresh. False for a socket-only target (pull mode, minted
+    /// on demand), whose `output` is empty.
+    pub writes_file: bool,
+    /// Serve tokens on this Unix socket (pull mode, `crate::pull`).
+    pub socket: Option<PathBuf>,
     pub file: FileOptions,
     pub policy: Policy,
+    pub revoke: Revocation,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +171,21 @@ impl RawConfig {
             &mut problems,
             parse_permissions(present(&self.permissions).unwrap_or("")),
         );
-        let output = keep(&mut problems, resolve_output(self.output.as_deref(), env));
+        let socket = match self.socket.as_deref().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => keep(&mut problems, check_socket_path("--socket", p).map(Some)),
+            None => Some(None),
+        };
+        // --socket alone serves on demand; with --output the file is kept fresh too
+        let writes_file = !matches!(socket, Some(Some(_)))
+            || self
+                .output
+                .as_ref()
+                .is_some_and(|p| !p.as_os_str().is_empty());
+        let output = if writes_file {
+            keep(&mut problems, resolve_output(self.output.as_deref(), env))
+        } else {
+            Some(PathBuf::new())
+        };
         let api_url = keep(
             &mut problems,
             parse_api_url(present(&self.api_url).unwrap_or(DEFAULT_API_URL)),
@@ -186,6 +210,24 @@ impl RawConfig {
             }
         });
         let http_timeout = keep(&mut problems, http_timeout);
+        let on_stop = match present(&self.revoke_on_stop) {
+            None => Some(false),
+            Some(v) => keep(
+                &mut problems,
+                parse_bool(v).ok_or_else(|| {
+                    ConfigError(format!(
+                        "--revoke-on-stop '{}': expected true or false",
+                        v.escape_debug()
+                    ))
+                }),
+            ),
+        };
+        let superseded_after = keep(
+            &mut problems,
+            present(&self.revoke_superseded_after)
+                .map(|s| crate::revoke::parse_superseded_after("--revoke-superseded-after", s))
+                .transpose(),
+        );
         match (
             app_id,
             key_file,
@@ -196,6 +238,9 @@ impl RawConfig {
             api_url,
             policy,
             http_timeout,
+            socket,
+            on_stop,
+            superseded_after,
         ) {
             (
                 Some(app_id),
@@ -207,6 +252,9 @@ impl RawConfig {
                 Some(api_url),
                 Some(policy),
                 Some(http_timeout),
+                Some(socket),
+                Some(on_stop),
+                Some(superseded_after),
             ) if problems.is_empty() => Ok(Config {
                 targets: vec![Target {
                     name: SINGLE_TARGET_NAME.into(),
@@ -216,8 +264,14 @@ impl RawConfig {
                     repositories,
                     permissions,
                     output,
+                    writes_file,
+                    socket,
                     file: FileOptions::default(),
                     policy,
+                    revoke: Revocation {
+                        on_stop,
+                        superseded_after,
+                    },
                 }],
                 http_timeout,
             }),
@@ -390,6 +444,26 @@ pub fn parse_permissions(s: &str) -> Result<BTreeMap<String, String>, ConfigErro
     Ok(out)
 }
 
+/// A socket path: a file name, short enough for `sockaddr_un` (108 bytes with its NUL).
+pub fn check_socket_path(key: &str, p: &Path) -> Result<PathBuf, ConfigError> {
+    use std::os::unix::ffi::OsStrExt;
+    if p.file_name().is_none() || p.as_os_str().as_bytes().ends_with(b"/") {
+        return err(format!(
+            "{key} '{}': name a socket file (e.g. {}/token.sock), not a directory",
+            p.display(),
+            p.display()
+        ));
+    }
+    if p.as_os_str().len() > 107 {
+        return err(format!(
+            "{key} '{}': longer than the 107 bytes a Unix socket path may have; choose a \
+             shorter path",
+            p.display()
+        ));
+    }
+    Ok(p.to_owned())
+}
+
 fn resolve_output(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, ConfigError> {
     match flag.filter(|p| !p.as_os_str().is_empty()) {
         Some(p) if p.file_name().is_none() || p.as_os_str().to_string_lossy().ends_with('/') => {
@@ -508,6 +582,15 @@ pub fn parse_policy(
         jitter,
         min_remaining,
     })
+}
+
+/// `true`/`false` as flags and environment variables spell them.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 fn parse_flag_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {

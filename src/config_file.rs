@@ -26,6 +26,8 @@ struct Defaults<'a> {
     min_remaining: &'a Option<Spanned<String>>,
     mode: &'a Option<Spanned<ModeValue>>,
     group: &'a Option<Spanned<IdValue>>,
+    revoke_on_stop: &'a Option<bool>,
+    revoke_superseded_after: &'a Option<Spanned<String>>,
 }
 
 macro_rules! defaults_of {
@@ -39,6 +41,8 @@ macro_rules! defaults_of {
             min_remaining: &$raw.min_remaining,
             mode: &$raw.mode,
             group: &$raw.group,
+            revoke_on_stop: &$raw.revoke_on_stop,
+            revoke_superseded_after: &$raw.revoke_superseded_after,
         }
     };
 }
@@ -55,9 +59,12 @@ struct RawFile {
     mode: Option<Spanned<ModeValue>>,
     group: Option<Spanned<IdValue>>,
     http_timeout: Option<Spanned<String>>,
+    revoke_on_stop: Option<bool>,
+    revoke_superseded_after: Option<Spanned<String>>,
     /// On reload, delete the token files of targets removed from the file.
     #[serde(default)]
     delete_removed_outputs: bool,
+    metrics_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     target: Vec<Spanned<RawTarget>>,
 }
@@ -74,6 +81,7 @@ struct RawTarget {
     #[serde(default)]
     permissions: Option<Spanned<BTreeMap<String, String>>>,
     output: Option<Spanned<PathBuf>>,
+    socket: Option<Spanned<PathBuf>>,
     app_id: Option<Spanned<IdValue>>,
     private_key_file: Option<PathBuf>,
     api_url: Option<Spanned<String>>,
@@ -82,6 +90,8 @@ struct RawTarget {
     min_remaining: Option<Spanned<String>>,
     mode: Option<Spanned<ModeValue>>,
     group: Option<Spanned<IdValue>>,
+    revoke_on_stop: Option<bool>,
+    revoke_superseded_after: Option<Spanned<String>>,
 }
 
 /// A number or a string (`app_id = 123` and `app_id = "Iv23…"` both work).
@@ -114,6 +124,8 @@ enum ModeValue {
 pub struct FileConfig {
     pub config: Config,
     pub delete_removed_outputs: bool,
+    /// `run` writes Prometheus metrics here (`--metrics-file` wins).
+    pub metrics_file: Option<PathBuf>,
 }
 
 struct Source<'a> {
@@ -223,6 +235,7 @@ fn parse_with(
     let mut targets = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut outputs: HashMap<PathBuf, (String, usize)> = HashMap::new();
+    let mut sockets: HashMap<PathBuf, (String, usize)> = HashMap::new();
     for t in &raw.target {
         let span = t.span();
         let line = src.line_of(span.clone());
@@ -235,6 +248,22 @@ fn parse_with(
                     target.name
                 ),
             );
+        }
+        if let Some(sock) = &target.socket
+            && let Some((other, first)) = sockets.insert(sock.clone(), (target.name.clone(), line))
+        {
+            return src.err(
+                    t.get_ref().socket.as_ref().map_or(t.span(), |o| o.span()),
+                    format!(
+                        "targets '{other}' (line {first}) and '{}' both listen on '{}'; give each its own socket",
+                        target.name,
+                        sock.display()
+                    ),
+                );
+        }
+        if !target.writes_file {
+            targets.push(target);
+            continue;
         }
         if let Some((other, first)) =
             outputs.insert(same_file_key(&target.output), (target.name.clone(), line))
@@ -256,6 +285,13 @@ fn parse_with(
             http_timeout,
         },
         delete_removed_outputs: raw.delete_removed_outputs,
+        metrics_file: match &raw.metrics_file {
+            Some(p) if !p.get_ref().is_absolute() => {
+                return src.err(p.span(), "metrics_file must be an absolute path");
+            }
+            Some(p) => Some(p.get_ref().clone()),
+            None => None,
+        },
     })
 }
 
@@ -382,7 +418,23 @@ fn build_target(
         }
         None => BTreeMap::new(),
     };
+    let socket = match &t.socket {
+        Some(p) if !p.get_ref().is_absolute() => {
+            return src.err(p.span(), ctx("socket must be an absolute path"));
+        }
+        Some(p) => Some(
+            src.rekey(
+                p.span(),
+                crate::config::check_socket_path("socket", p.get_ref())
+                    .map_err(|e| ConfigError(ctx(&e.0))),
+            )?,
+        ),
+        None => None,
+    };
+    // a socket alone serves on demand; with an output the file is kept fresh too
+    let writes_file = socket.is_none() || t.output.is_some();
     let output = match &t.output {
+        _ if !writes_file => PathBuf::new(),
         Some(p) if p.get_ref().is_absolute() => lexical(p.get_ref()),
         Some(p) => return src.err(p.span(), ctx("output must be an absolute path")),
         None => match &env.xdg_runtime_dir {
@@ -433,6 +485,19 @@ fn build_target(
             )),
         );
     }
+    let superseded_after = match pick(o.revoke_superseded_after, defaults.revoke_superseded_after) {
+        Some(s) => Some(src.rekey(
+            s.span(),
+            crate::revoke::parse_superseded_after("revoke_superseded_after", s.get_ref()),
+        )?),
+        None => None,
+    };
+    let revoke = crate::revoke::Revocation {
+        on_stop: pick(o.revoke_on_stop, defaults.revoke_on_stop)
+            .copied()
+            .unwrap_or(false),
+        superseded_after,
+    };
     Ok(Target {
         name,
         app: AppRef { app_id, key_file },
@@ -441,8 +506,11 @@ fn build_target(
         repositories,
         permissions,
         output,
+        writes_file,
+        socket,
         file,
         policy,
+        revoke,
     })
 }
 
@@ -525,6 +593,45 @@ app_id = "Iv23liOTHER"
 private_key_file = "/keys/other.pem"
 jitter = "1m"
 "#;
+
+    #[test]
+    fn sockets() {
+        let base = "app_id = 1\nprivate_key_file = \"/k.pem\"\n";
+        let t = |name: &str, rest: &str| {
+            format!("[[target]]\nname = \"{name}\"\ninstallation_id = 1\n{rest}\n")
+        };
+        let f = parse_str(&format!(
+            "{base}{}{}",
+            t("lazy", "socket = \"/run/s/lazy.sock\""),
+            t(
+                "both",
+                "socket = \"/run/s/both.sock\"\noutput = \"/run/o/both.json\""
+            )
+        ))
+        .unwrap();
+        let [lazy, both] = f.config.targets.as_slice() else {
+            panic!()
+        };
+        assert!(
+            !lazy.writes_file,
+            "a socket alone: minted on demand, no file"
+        );
+        assert_eq!(lazy.socket.as_deref(), Some(Path::new("/run/s/lazy.sock")));
+        assert!(both.writes_file);
+        assert_eq!(both.output, Path::new("/run/o/both.json"));
+        let error = |text: String| parse_str(&text).unwrap_err().0;
+        let e = error(format!("{base}{}", t("a", "socket = \"rel.sock\"")));
+        assert!(e.contains("gtr.toml:6:") && e.contains("absolute"), "{e}");
+        let e = error(format!(
+            "{base}{}{}",
+            t("a", "socket = \"/s/x.sock\""),
+            t("b", "socket = \"/s/x.sock\"")
+        ));
+        assert!(e.contains("both listen on '/s/x.sock'"), "{e}");
+        let long = format!("/{}.sock", "a".repeat(120));
+        let e = error(format!("{base}{}", t("a", &format!("socket = \"{long}\""))));
+        assert!(e.contains("107 bytes"), "{e}");
+    }
 
     #[test]
     fn a_good_file() {

@@ -19,9 +19,13 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError, InstallationRef, Target, format_duration};
 use crate::config_file::FileConfig;
 use crate::error::exit;
+use crate::fingerprint;
+use crate::github::Client;
 use crate::notify;
 use crate::refresh::{Ctx, RefreshError, Resolved, Resources, token_file_for};
+use crate::revoke;
 use crate::schedule::{self, RetryBudget};
+use crate::secret::Secret;
 use crate::token_file::{self, Freshness};
 
 /// Longest single sleep. Timers run on the monotonic clock, which stops during suspend;
@@ -36,9 +40,11 @@ pub const MAX_IN_FLIGHT: usize = 16;
 /// Re-reads the configuration on SIGHUP.
 pub type Loader = Box<dyn Fn() -> Result<FileConfig, ConfigError> + Send>;
 
-/// What is known about the token a target's file holds (never the token itself).
+/// The token a target's file holds, and when it expires.
 #[derive(Debug, Clone)]
 struct Current {
+    /// Kept to revoke it (`revoke_on_stop`, `revoke_superseded_after`); never logged.
+    token: Secret,
     /// By GitHub's clock, as written in the file.
     expires_at_unix: i64,
     /// The same moment on the monotonic clock, when this process minted the token.
@@ -63,6 +69,17 @@ struct TargetState {
     budget: RetryBudget,
     last_error: Option<(String, bool)>,
     expiry_reported: bool,
+    /// For the metrics file.
+    stats: Stats,
+}
+
+/// A target's counters for the metrics file; they survive a change of its configuration.
+#[derive(Debug, Clone, Default)]
+struct Stats {
+    successes: u64,
+    failures: u64,
+    last_success_unix: Option<i64>,
+    generation: u64,
 }
 
 impl TargetState {
@@ -80,6 +97,7 @@ impl TargetState {
             budget: RetryBudget::default(),
             last_error: None,
             expiry_reported: false,
+            stats: Stats::default(),
         }
     }
 
@@ -113,6 +131,25 @@ fn mono_after(now: DateTime<Utc>, at: DateTime<Utc>) -> Instant {
     Instant::now() + (at - now).to_std().unwrap_or(Duration::ZERO)
 }
 
+/// A superseded token to revoke once its grace time is over (by either clock).
+struct PendingRevocation {
+    target: String,
+    token: Secret,
+    client: Client,
+    at: DateTime<Utc>,
+    at_mono: Instant,
+    after: Duration,
+}
+
+/// A target removed by a reload with `revoke_on_stop` while its refresh was in flight: the
+/// token that refresh publishes is revoked and its file removed when it finishes.
+struct Orphan {
+    name: String,
+    epoch: u64,
+    target: Arc<Target>,
+    client: Client,
+}
+
 struct TaskResult {
     name: String,
     epoch: u64,
@@ -122,6 +159,7 @@ struct TaskResult {
 
 struct Published {
     current: Current,
+    generation: u64,
     refresh_at: DateTime<Utc>,
 }
 
@@ -140,6 +178,12 @@ pub struct Daemon {
     epochs: u64,
     reload_note: Option<String>,
     last_status: String,
+    pending_revocations: Vec<PendingRevocation>,
+    revocations: JoinSet<()>,
+    orphans: Vec<Orphan>,
+    metrics: Option<crate::metrics::Writer>,
+    /// `--metrics-file` was given: it wins over the configuration file's `metrics_file`.
+    metrics_from_flag: bool,
 }
 
 impl Daemon {
@@ -154,6 +198,8 @@ impl Daemon {
         let targets = config
             .targets
             .into_iter()
+            // socket-only targets mint on demand (`crate::pull`), not on this schedule
+            .filter(|t| t.writes_file)
             .map(|t| TargetState::new(t, 0, now))
             .collect();
         Daemon {
@@ -169,6 +215,42 @@ impl Daemon {
             epochs: 0,
             reload_note: None,
             last_status: String::new(),
+            pending_revocations: Vec::new(),
+            revocations: JoinSet::new(),
+            orphans: Vec::new(),
+            metrics: None,
+            metrics_from_flag: false,
+        }
+    }
+
+    /// Write the metrics to `path` after every change; `from_flag`: a reload keeps it.
+    pub fn set_metrics_file(&mut self, path: Option<std::path::PathBuf>, from_flag: bool) {
+        self.metrics = path.map(crate::metrics::Writer::new);
+        self.metrics_from_flag = from_flag;
+    }
+
+    /// Bring the metrics file up to date (written only when something in it changed).
+    fn write_metrics(&mut self) {
+        if self.metrics.is_none() {
+            return;
+        }
+        let rows: Vec<crate::metrics::TargetMetrics> = self
+            .targets
+            .iter()
+            .map(|t| crate::metrics::TargetMetrics {
+                name: t.target.name.clone(),
+                expires_at_unix: t.current.as_ref().map(|c| c.expires_at_unix),
+                last_success_unix: t.stats.last_success_unix,
+                consecutive_failures: t.attempt,
+                successes: t.stats.successes,
+                failures: t.stats.failures,
+                generation: t.stats.generation,
+                clock_offset_secs: self.res.client(&t.target).clock_offset(),
+            })
+            .collect();
+        let text = crate::metrics::render(&rows);
+        if let Some(w) = &mut self.metrics {
+            w.update(text);
         }
     }
 
@@ -218,6 +300,8 @@ impl Daemon {
         }
         loop {
             self.start_due();
+            self.start_due_revocations();
+            self.write_metrics();
             self.report_expiries();
             let nap = self.time_to_next_deadline();
             tokio::select! {
@@ -234,6 +318,7 @@ impl Daemon {
                         Err(e) => error!("a refresh task failed: {e}"),
                     }
                 }
+                Some(_) = self.revocations.join_next(), if !self.revocations.is_empty() => {}
                 _ = watchdog.tick(), if watchdog_period.is_some() => notify::watchdog(),
                 _ = tokio::time::sleep(nap) => {}
             }
@@ -241,7 +326,126 @@ impl Daemon {
         info!("stopping");
         notify::stopping();
         self.tasks.abort_all();
+        self.revoke_at_stop().await;
+        // a revoked token has no expiry to alert on
+        for t in &mut self.targets {
+            if t.target.revoke.on_stop {
+                t.current = None;
+            }
+        }
+        self.write_metrics();
         exit::OK
+    }
+
+    /// On SIGTERM/SIGINT: remove the files of `revoke_on_stop` targets and revoke their
+    /// tokens, and revoke the superseded tokens still in their grace time (the file holds
+    /// their successor, and a consumer's grace ends with the daemon that granted it). All of
+    /// it together waits at most [`revoke::STOP_BUDGET`] on GitHub; a failure is logged.
+    async fn revoke_at_stop(&mut self) {
+        let mut jobs: Vec<(String, Secret, Client, &'static str)> = Vec::new();
+        for t in &self.targets {
+            if !t.target.revoke.on_stop {
+                continue;
+            }
+            let client = self.res.client(&t.target).clone();
+            let mut tokens: Vec<Secret> = t.current.iter().map(|c| c.token.clone()).collect();
+            // an aborted refresh may have published a newer token than the one we know
+            if let Ok(file) = token_file::read(&t.target.output)
+                && !tokens.contains(&file.token)
+            {
+                tokens.push(file.token);
+            }
+            match std::fs::remove_file(&t.target.output) {
+                Ok(()) => {
+                    info!(target_name = %t.target.name, "stopping: removed '{}'", t.target.output.display())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(target_name = %t.target.name, "stopping: cannot remove '{}': {e}", t.target.output.display())
+                }
+            }
+            for token in tokens {
+                jobs.push((
+                    t.target.name.clone(),
+                    token,
+                    client.clone(),
+                    "the daemon is stopping",
+                ));
+            }
+        }
+        for p in self.pending_revocations.drain(..) {
+            jobs.push((
+                p.target,
+                p.token,
+                p.client,
+                "superseded; the daemon is stopping",
+            ));
+        }
+        if jobs.is_empty() && self.revocations.is_empty() {
+            return;
+        }
+        for (name, token, client, why) in jobs {
+            self.revocations.spawn(async move {
+                revoke::revoke_logged(&client, &token, revoke::STOP_EACH, &name, why).await;
+            });
+        }
+        let all = async { while self.revocations.join_next().await.is_some() {} };
+        if tokio::time::timeout(revoke::STOP_BUDGET, all)
+            .await
+            .is_err()
+        {
+            warn!(
+                "stopping: gave up on {} revocation(s) after {}; those tokens stay valid until they expire",
+                self.revocations.len(),
+                format_duration(revoke::STOP_BUDGET)
+            );
+            self.revocations.abort_all();
+        }
+    }
+
+    /// Revoke the superseded tokens whose grace time is over.
+    fn start_due_revocations(&mut self) {
+        let now = self.clock.now();
+        let mono = Instant::now();
+        let budget = self.http_timeout;
+        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_revocations)
+            .into_iter()
+            .partition(|p| p.at <= now || p.at_mono <= mono);
+        self.pending_revocations = keep;
+        for p in due {
+            let why = format!(
+                "superseded {} ago (revoke_superseded_after)",
+                format_duration(p.after)
+            );
+            self.revocations.spawn(async move {
+                revoke::revoke_logged(&p.client, &p.token, budget, &p.target, &why).await;
+            });
+        }
+    }
+
+    /// Target `t` was removed with `revoke_on_stop`: remove its file, revoke its token.
+    fn revoke_removed(
+        &mut self,
+        name: &str,
+        output: &std::path::Path,
+        token: Secret,
+        client: Client,
+    ) {
+        let fp = fingerprint::of(token.expose());
+        match revoke::remove_if_holds(output, &fp) {
+            Ok(true) => {
+                info!(target_name = %name, fingerprint = %fp, "target removed: deleted '{}'", output.display())
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(target_name = %name, "target removed: cannot delete '{}': {e}", output.display())
+            }
+        }
+        let budget = self.http_timeout;
+        let name = name.to_owned();
+        self.revocations.spawn(async move {
+            revoke::revoke_logged(&client, &token, budget, &name, "its target was removed").await;
+        });
     }
 
     /// A still-valid file from before counts: consumers have a token while we mint anew.
@@ -277,7 +481,9 @@ impl Daemon {
                         "the token file from before is still valid for {}",
                         format_duration(Duration::from_secs(remaining_secs as u64))
                     );
+                    t.stats.generation = file.generation;
                     t.current = Some(Current {
+                        token: file.token.clone(),
                         expires_at_unix: file.expires_at_unix,
                         expires_mono: None,
                     });
@@ -391,6 +597,11 @@ impl Daemon {
                 }
             }
         }
+        for p in &self.pending_revocations {
+            wait = wait
+                .min((p.at - now).to_std().unwrap_or(Duration::ZERO))
+                .min(p.at_mono.saturating_duration_since(mono));
+        }
         wait
     }
 
@@ -403,7 +614,16 @@ impl Daemon {
             .iter()
             .position(|t| t.name() == r.name && t.epoch == r.epoch)
         else {
-            return None; // removed or changed by a reload meanwhile
+            // removed or changed by a reload meanwhile
+            let orphan = self
+                .orphans
+                .iter()
+                .position(|o| o.name == r.name && o.epoch == r.epoch)
+                .map(|i| self.orphans.remove(i));
+            if let (Some(o), Ok(p)) = (orphan, r.result) {
+                self.revoke_removed(&o.name, &o.target.output, p.current.token, o.client);
+            }
+            return None;
         };
         let http_timeout = self.http_timeout;
         let offset = self.server_offset(&self.targets[idx]);
@@ -414,13 +634,29 @@ impl Daemon {
         } else {
             String::new()
         };
+        let client = self.res.client(&self.targets[idx].target).clone();
         let t = &mut self.targets[idx];
         t.in_flight = false;
         t.resolved = r.resolved;
         let mut extend = None;
         match r.result {
             Ok(p) => {
-                t.current = Some(p.current);
+                t.stats.successes += 1;
+                t.stats.last_success_unix = Some(now.timestamp());
+                t.stats.generation = p.generation;
+                let previous = t.current.replace(p.current);
+                if let (Some(prev), Some(after)) = (previous, t.target.revoke.superseded_after)
+                    && t.current.as_ref().is_some_and(|c| c.token != prev.token)
+                {
+                    self.pending_revocations.push(PendingRevocation {
+                        target: t.target.name.clone(),
+                        token: prev.token,
+                        client,
+                        at: now + chrono::Duration::from_std(after).unwrap_or_default(),
+                        at_mono: Instant::now() + after,
+                        after,
+                    });
+                }
                 let at = if std::mem::take(&mut t.mint_again) {
                     now
                 } else {
@@ -434,6 +670,7 @@ impl Daemon {
             }
             Err(e) => {
                 t.attempt += 1;
+                t.stats.failures += 1;
                 let permanent = e.is_permanent();
                 let kind = match &e {
                     RefreshError::Github(g) => g.retry_kind(),
@@ -605,10 +842,15 @@ impl Daemon {
             Ok((file, res)) => {
                 let config = file.config;
                 self.delete_removed_outputs = file.delete_removed_outputs;
+                if !self.metrics_from_flag
+                    && self.metrics.as_ref().map(|m| &m.path) != file.metrics_file.as_ref()
+                {
+                    self.metrics = file.metrics_file.clone().map(crate::metrics::Writer::new);
+                }
                 let now = self.clock.now();
                 let mut old: Vec<TargetState> = std::mem::take(&mut self.targets);
                 let (mut added, mut changed, mut kept) = (0, 0, 0);
-                for target in config.targets {
+                for target in config.targets.into_iter().filter(|t| t.writes_file) {
                     let pos = old.iter().position(|o| o.target.name == target.name);
                     match pos.map(|p| old.remove(p)) {
                         Some(mut prev) if *prev.target == target => {
@@ -624,6 +866,7 @@ impl Daemon {
                             let mut state = TargetState::new(target, self.epochs, now);
                             // the file still holds the previous token until the new one lands
                             state.current = prev.current;
+                            state.stats = prev.stats;
                             changed += 1;
                             self.targets.push(state);
                         }
@@ -635,9 +878,31 @@ impl Daemon {
                         }
                     }
                 }
-                for gone in &old {
-                    let path = &gone.target.output;
-                    if self.delete_removed_outputs {
+                for gone in &mut old {
+                    let path = gone.target.output.clone();
+                    let path = &path;
+                    if gone.target.revoke.on_stop {
+                        let client = self.res.client(&gone.target).clone();
+                        if gone.in_flight {
+                            self.orphans.push(Orphan {
+                                name: gone.target.name.clone(),
+                                epoch: gone.epoch,
+                                target: gone.target.clone(),
+                                client: client.clone(),
+                            });
+                        }
+                        match gone.current.take() {
+                            Some(c) => self.revoke_removed(
+                                &gone.target.name.clone(),
+                                path,
+                                c.token,
+                                client,
+                            ),
+                            None => {
+                                info!(target_name = %gone.target.name, "target removed by reload; it held no token")
+                            }
+                        }
+                    } else if self.delete_removed_outputs {
                         match self.removable(path) {
                             Err(why) => {
                                 warn!(target_name = %gone.target.name, "target removed by reload; not deleting '{}': {why}", path.display())
@@ -747,15 +1012,7 @@ async fn refresh_once(
             "the new token was not accepted by GET /installation/repositories ({e}); publishing it anyway"
         );
     }
-    let server_now = ctx.server_now();
-    let offset = server_now - ctx.clock.now();
-    let expires = DateTime::from_timestamp(token.expires_at_unix, 0).unwrap_or_default();
-    let refresh_at = schedule::next_refresh(
-        &target.policy,
-        server_now,
-        expires,
-        rand::random_range(-1.0..=1.0),
-    ) - offset;
+    let (server_now, refresh_at) = ctx.refresh_at(target, &token);
     let file = token_file_for(target, &inst, &token, ctx.clock.now(), refresh_at);
     let written = crate::refresh::publish(target, file, server_now).await?;
     info!(
@@ -763,6 +1020,7 @@ async fn refresh_once(
         account = %inst.account,
         expires_at = %written.expires_at,
         generation = written.generation,
+        fingerprint = %written.fingerprint,
         next_refresh = %refresh_at.format("%H:%M:%S UTC"),
         "minted a token and wrote '{}'",
         target.output.display()
@@ -770,7 +1028,9 @@ async fn refresh_once(
     let left =
         DateTime::from_timestamp(written.expires_at_unix, 0).unwrap_or_default() - server_now;
     Ok(Published {
+        generation: written.generation,
         current: Current {
+            token: token.token.clone(),
             expires_at_unix: written.expires_at_unix,
             expires_mono: Some(Instant::now() + left.to_std().unwrap_or(Duration::ZERO)),
         },
@@ -848,7 +1108,9 @@ mod tests {
             epoch: d.targets[i].epoch,
             resolved: None,
             result: Ok(Published {
+                generation: 1,
                 current: Current {
+                    token: Secret::new(format!("ghs_test_{i}")),
                     expires_at_unix: (now + chrono::Duration::from_std(lifetime).unwrap())
                         .timestamp(),
                     expires_mono: Some(Instant::now() + lifetime),

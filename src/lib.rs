@@ -12,11 +12,15 @@ pub mod config_file;
 pub mod consumer;
 pub mod daemon;
 pub mod error;
+pub mod fingerprint;
 pub mod github;
 pub mod jwt;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
+pub mod pull;
 pub mod refresh;
+pub mod revoke;
 pub mod sanitize;
 pub mod schedule;
 pub mod secret;
@@ -62,6 +66,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Consumer(c) => return consumer::run(c),
         Command::Completions(a) => return commands::docs::completions(a.shell),
         Command::Manpage(a) => return commands::docs::manpage(a.dir.as_deref()),
+        Command::Fingerprint => return fingerprint::main(),
         other => other,
     };
     logging::init();
@@ -87,6 +92,13 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Run(args) => runtime.block_on(run(args, clock)),
         Command::Once(args) => runtime.block_on(async {
             match load(&args) {
+                Ok((config, _)) if config.targets.iter().any(|t| !t.writes_file) => {
+                    config_failure(&ConfigError(
+                        "once writes token files, and a target with a socket but no output has \
+                         none: give it --output (or output = …), or serve it with run"
+                            .into(),
+                    ))
+                }
                 Ok((config, res)) => commands::once::run(config, res, clock).await,
                 Err(e) => config_failure(&e),
             }
@@ -97,9 +109,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
             args.offline,
         )),
         Command::Status(args) => status(&args),
-        Command::Consumer(_) | Command::Completions(_) | Command::Manpage(_) => {
-            unreachable!("dispatched above")
-        }
+        Command::Revoke(args) => runtime.block_on(revoke::main(args)),
+        Command::Consumer(_)
+        | Command::Completions(_)
+        | Command::Manpage(_)
+        | Command::Fingerprint => unreachable!("dispatched above"),
     }
 }
 
@@ -129,6 +143,7 @@ fn read_config(args: &ConfigArgs) -> Result<FileConfig, ConfigError> {
         _ => Ok(FileConfig {
             config: args.raw().into_config(&env)?,
             delete_removed_outputs: false,
+            metrics_file: None,
         }),
     }
 }
@@ -141,7 +156,7 @@ fn single_target(args: &ConfigArgs) -> Result<Config, ConfigError> {
 fn load(args: &ConfigArgs) -> Result<(Config, Resources), ConfigError> {
     let config = single_target(args)?;
     let res = Resources::load(&config, None)?;
-    for t in &config.targets {
+    for t in config.targets.iter().filter(|t| t.writes_file) {
         commands::check::output_writable(&t.output, t.file)
             .map_err(|e| ConfigError(format!("--output '{}': {e}", t.output.display())))?;
     }
@@ -159,11 +174,36 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
         }
     };
     let file_mode = args.config.is_some();
-    let delete_removed = file_mode && read_config(&args).is_ok_and(|f| f.delete_removed_outputs);
+    let file = read_config(&args).ok();
+    let delete_removed = file_mode && file.as_ref().is_some_and(|f| f.delete_removed_outputs);
+    let flag_metrics = args
+        .metrics_file
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty());
+    let metrics_file = flag_metrics
+        .clone()
+        .or_else(|| file.and_then(|f| f.metrics_file));
+    if let Some(path) = &metrics_file
+        && let Err(e) = metrics::check_path(path)
+    {
+        tracing::error!("{e}");
+        return exit::CONFIG;
+    }
+    // before anything else runs: binding sets the process's umask for a moment
+    let pull = match pull::Pull::start(&config, &res, clock.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::CONFIG;
+        }
+    };
     let loader: daemon::Loader = Box::new(move || read_config(&args));
     let mut daemon = daemon::Daemon::new(config, res, loader, !file_mode, clock);
     daemon.delete_removed_outputs = delete_removed;
-    daemon.run().await
+    daemon.set_metrics_file(metrics_file, flag_metrics.is_some());
+    let code = daemon.run().await;
+    pull.stop().await;
+    code
 }
 
 /// No core dumps of a process that holds the key and tokens (prctl PR_SET_DUMPABLE 0; this
@@ -196,7 +236,7 @@ fn status(args: &cli::StatusArgs) -> i32 {
         };
         let mut worst = exit::OK;
         let mut all = Vec::new();
-        for t in &file.config.targets {
+        for t in file.config.targets.iter().filter(|t| t.writes_file) {
             let (text, mut json, code) = commands::status::report(&t.output, min, now);
             json["name"] = t.name.clone().into();
             if !args.json {

@@ -197,6 +197,25 @@ impl Ctx {
             .await
     }
 
+    /// When to refresh `token` (local wall clock), with GitHub's clock now: the target's
+    /// schedule from the token's expiry by GitHub's clock, with a random jitter.
+    pub fn refresh_at(
+        &self,
+        target: &Target,
+        token: &AccessToken,
+    ) -> (DateTime<Utc>, DateTime<Utc>) {
+        let server_now = self.server_now();
+        let offset = server_now - self.clock.now();
+        let expires = DateTime::from_timestamp(token.expires_at_unix, 0).unwrap_or_default();
+        let at = crate::schedule::next_refresh(
+            &target.policy,
+            server_now,
+            expires,
+            rand::random_range(-1.0..=1.0),
+        ) - offset;
+        (server_now, at)
+    }
+
     /// Check a new token against `GET /installation/repositories`. A token GitHub has just
     /// minted can answer 401 for a few seconds while it replicates: retry 401/403 and
     /// transient errors a few times (≈ 3.5 s in all) before giving up.
@@ -272,6 +291,7 @@ pub fn token_file_for(
         refresh_at: rfc3339(refresh_at),
         refresh_at_unix: refresh_at.timestamp(),
         generation: 0,
+        fingerprint: crate::fingerprint::of(token.token.expose()),
     }
 }
 

@@ -48,6 +48,9 @@ pub struct TokenFile {
     /// Grows by one with every write to this path.
     #[serde(default)]
     pub generation: u64,
+    /// The token's [`crate::fingerprint`], to trace a token found elsewhere to this file.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
 }
 
 /// How fresh a token file is at a given moment.
@@ -519,6 +522,7 @@ mod tests {
             refresh_at: String::new(),
             refresh_at_unix: 0,
             generation: 0,
+            fingerprint: String::new(),
         }
     }
 

@@ -599,6 +599,7 @@ fn sample(generation: u64, expires: i64) -> TokenFile {
         refresh_at: String::new(),
         refresh_at_unix: 0,
         generation: 0,
+        fingerprint: String::new(),
     }
 }
 

@@ -96,11 +96,12 @@ async fn try_once(ctx: &Ctx, target: &Target) -> Result<String, RefreshError> {
     let file = token_file_for(target, &inst, &token, ctx.clock.now(), refresh_at);
     let written = crate::refresh::publish(target, file, server_now).await?;
     Ok(format!(
-        "wrote '{}': token for {} (installation {}) valid until {}, generation {}",
+        "wrote '{}': token for {} (installation {}) valid until {}, generation {}, fingerprint {}",
         target.output.display(),
         inst.account,
         inst.id,
         written.expires_at,
-        written.generation
+        written.generation,
+        written.fingerprint
     ))
 }

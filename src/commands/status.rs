@@ -78,8 +78,10 @@ pub fn report(
         ),
         None => format!(", next refresh planned {}", file.refresh_at),
     };
+    // from the token itself, not the file's field: an older writer leaves that out
+    let fingerprint = crate::fingerprint::of(file.token.expose());
     let text = format!(
-        "{state}: '{shown}' holds a token{who}, {when}; generation {}{refresh}",
+        "{state}: '{shown}' holds a token{who}, {when}; generation {}, fingerprint {fingerprint}{refresh}",
         file.generation
     );
     let value = json!({
@@ -98,6 +100,7 @@ pub fn report(
         "refresh_at": file.refresh_at,
         "refresh_in_secs": refresh_in,
         "generation": file.generation,
+        "fingerprint": fingerprint,
     });
     (text, value, code)
 }
@@ -131,7 +134,12 @@ mod tests {
         let (text, v, code) = report(&path, min, now);
         assert_eq!((v["state"].as_str(), code), (Some("valid"), exit::OK));
         assert!(
-            text.contains("50m left") && text.contains("for acme"),
+            text.contains("50m left")
+                && text.contains("for acme")
+                && text.contains(&format!(
+                    "fingerprint {}",
+                    crate::fingerprint::of("ghs_topsecret")
+                )),
             "{text}"
         );
         assert!(!text.contains("topsecret") && !v.to_string().contains("topsecret"));

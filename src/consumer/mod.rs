@@ -19,6 +19,7 @@
 
 mod credential;
 mod dirwatch;
+mod socket;
 
 use std::ffi::OsString;
 use std::fs;
@@ -91,8 +92,36 @@ pub struct FileArg {
     /// The token file the host's daemon writes. Mount its DIRECTORY into the container,
     /// not the file: a file bind mount keeps showing the old inode after the daemon's
     /// atomic rename
-    #[arg(long, env = "GITHUB_TOKEN_FILE", value_name = "PATH")]
-    pub file: PathBuf,
+    #[arg(
+        long,
+        env = "GITHUB_TOKEN_FILE",
+        value_name = "PATH",
+        required_unless_present = "socket",
+        conflicts_with = "socket"
+    )]
+    pub file: Option<PathBuf>,
+    /// Instead of --file: ask the host daemon's socket (pull mode; see docs/pull-mode.md)
+    #[arg(long, env = "GITHUB_TOKEN_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+impl FileArg {
+    /// The file or the socket.
+    pub fn path(&self) -> &Path {
+        self.file
+            .as_deref()
+            .or(self.socket.as_deref())
+            .expect("clap requires one")
+    }
+}
+
+/// The token at `path`: a token file, or the daemon's socket (narrowed to `repositories`).
+fn read(path: &Path, repositories: Option<&str>) -> Result<TokenFile, ReadError> {
+    if socket::is_socket(path) {
+        socket::fetch(path, repositories)
+    } else {
+        token_file::read_following(path)
+    }
 }
 
 /// `--min-remaining`, for the commands that hand the token to something that will use it
@@ -323,7 +352,7 @@ fn usable_token(
     min_remaining: Duration,
     now: DateTime<Utc>,
 ) -> Result<TokenFile, Unusable> {
-    let file = token_file::read_following(path).map_err(Unusable::Read)?;
+    let file = read(path, None).map_err(Unusable::Read)?;
     check_token_text(&file.token)
         .map_err(|r| Unusable::Bad(format!("token file '{}': {r}", path.display())))?;
     match file.freshness(now, min_remaining.as_secs() as i64) {
@@ -408,14 +437,33 @@ fn git_credential(args: &GitCredentialArgs) -> i32 {
     {
         return EXIT_OK;
     }
-    let path = &args.file.file;
-    let file = match token_file::read_following(path) {
+    let path = args.file.path();
+    let mut file = match read(path, None) {
         Ok(f) => f,
         Err(e) => {
             say(format!("git-credential: {}", read_error_message(&e)));
             return EXIT_OK;
         }
     };
+    // with credential.useHttpPath git names the repository: for our host, ask the socket
+    // for a token narrowed to it (a file holds one token for all)
+    let repo = request
+        .path
+        .as_deref()
+        .and_then(|p| p.trim_end_matches('/').rsplit('/').next())
+        .map(|n| n.trim_end_matches(".git"))
+        .filter(|n| !n.is_empty());
+    if let Some(repo) =
+        repo.filter(|_| socket::is_socket(path) && credential::is_ours(&request, &file))
+    {
+        file = match read(path, Some(repo)) {
+            Ok(f) => f,
+            Err(e) => {
+                say(format!("git-credential: {}", read_error_message(&e)));
+                return EXIT_OK;
+            }
+        };
+    }
     let decision = credential::decide(
         &request,
         &file,
@@ -449,7 +497,7 @@ fn git_credential(args: &GitCredentialArgs) -> i32 {
 }
 
 fn token(args: &TokenArgs) -> i32 {
-    let path = &args.file.file;
+    let path = args.file.path();
     let file = match usable_token_waiting(path, args.min_remaining.min_remaining, args.wait) {
         Ok(f) => f,
         Err(u) => {
@@ -494,7 +542,7 @@ fn token_env(cmd: &mut Command, path: &Path, file: &TokenFile) {
 }
 
 fn exec(args: ExecArgs) -> i32 {
-    let path = &args.file.file;
+    let path = args.file.path();
     let file = match usable_token_waiting(path, args.min_remaining.min_remaining, args.wait) {
         Ok(f) => f,
         Err(u) => {
@@ -521,7 +569,13 @@ fn exec(args: ExecArgs) -> i32 {
 const MAX_SETTLE: Duration = Duration::from_secs(5);
 
 fn watch(args: &WatchArgs) -> i32 {
-    let path = &args.file.file;
+    let path = args.file.path();
+    if args.file.socket.is_some() {
+        say(
+            "watch follows a token file; with a socket, ask it when the token is needed (token, exec, git-credential)",
+        );
+        return EXIT_NO_TOKEN;
+    }
     let mut watcher = match DirWatcher::new(path) {
         Ok(w) => w,
         Err(e) => {
@@ -722,7 +776,7 @@ mod tests {
             TestCli::try_parse_from(["x", "token", "--file", "/t.json", "--wait", "2m"]).unwrap();
         match cli.cmd {
             ConsumerCommand::Token(a) => {
-                assert_eq!(a.file.file, PathBuf::from("/t.json"));
+                assert_eq!(a.file.path(), Path::new("/t.json"));
                 assert_eq!(a.wait, Some(Duration::from_secs(120)));
                 assert_eq!(a.min_remaining.min_remaining, Duration::from_secs(600));
             }

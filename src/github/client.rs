@@ -195,6 +195,15 @@ impl Client {
         self.json("GET /installation/repositories", req).await
     }
 
+    /// `DELETE /installation/token` with the installation token itself: GitHub answers 204
+    /// and refuses the token from then on (401).
+    pub async fn revoke(&self, token: &Secret) -> Result<(), GithubError> {
+        let req = self
+            .request(Method::DELETE, "/installation/token")
+            .bearer_auth(token.expose());
+        self.send("DELETE /installation/token", req).await.map(drop)
+    }
+
     async fn json<T: DeserializeOwned>(
         &self,
         what: &'static str,

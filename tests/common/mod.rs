@@ -34,6 +34,7 @@ const OUR_VARS: &[&str] = &[
     "GITHUB_TOKEN_REPOSITORIES",
     "GITHUB_TOKEN_PERMISSIONS",
     "GITHUB_TOKEN_FILE",
+    "GITHUB_TOKEN_SOCKET",
     "GITHUB_API_URL",
     "GITHUB_TOKEN_REFRESH_INTERVAL",
     "GITHUB_TOKEN_REFRESH_JITTER",
@@ -438,6 +439,16 @@ pub fn daemon_with(env: &TestEnv, n: &Notify, extra: &[&str], vars: &[(&str, &st
     for (k, v) in vars {
         c.env(k, v);
     }
+    Proc::spawn(c)
+}
+
+/// `run --config CONFIG` (no flags) with the notify socket.
+pub fn daemon_config(config: &Path, n: &Notify) -> Proc {
+    let mut c = bare_cmd();
+    c.arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("NOTIFY_SOCKET", &n.path);
     Proc::spawn(c)
 }
 

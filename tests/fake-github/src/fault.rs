@@ -64,6 +64,8 @@ pub enum Route {
     AccessTokens,
     /// `GET /installation/repositories`.
     InstallationRepositories,
+    /// `DELETE /installation/token` (revocation).
+    RevokeToken,
 }
 
 /// What a faulted request gets instead of (or before) the normal answer.

@@ -46,6 +46,7 @@ pub(crate) fn classify(method: &Method, path: &str) -> Option<Route> {
             Some(Route::AccessTokens)
         }
         ["installation", "repositories"] => Some(Route::InstallationRepositories),
+        ["installation", "token"] if method == Method::DELETE => Some(Route::RevokeToken),
         _ => None,
     }
 }
@@ -489,5 +490,9 @@ mod tests {
             Some(Route::InstallationRepositories)
         );
         assert_eq!(classify(&Method::GET, "/user"), None);
+        assert_eq!(
+            classify(&Method::DELETE, "/installation/token"),
+            Some(Route::RevokeToken)
+        );
     }
 }

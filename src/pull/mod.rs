@@ -1,0 +1,369 @@
+//! Pull mode: a Unix socket per target that answers `GET /token` (optionally narrowed with
+//! `?repositories=…&permissions=…`) and `GET /healthz` in small HTTP/1.1, logging every
+//! answer with the peer's credentials. Owns binding the socket (mode, group, directory
+//! rules), the connection limits and the audit line; tokens come from [`broker`].
+//!
+//! A socket is meant to be mounted into one sandbox, so its limits are per socket: a
+//! sandbox that exhausts them only delays itself, never another sandbox or the refresh loop.
+
+pub mod broker;
+pub mod http;
+pub mod scope;
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError, Target};
+use crate::refresh::{Ctx, Resources};
+use broker::{Answer, Broker, Refusal};
+
+/// Connections served at once per socket; more are answered 503 at once and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client must send its whole request head within this long (slowloris).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// …and take the answer within this long.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The sockets of a running daemon.
+pub struct Pull {
+    pub brokers: Vec<Arc<Broker>>,
+    bound: Vec<PathBuf>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Pull {
+    /// Bind every target's socket and start serving (inside the runtime). A socket that
+    /// cannot be set up is a configuration error.
+    pub fn start(
+        config: &Config,
+        res: &Resources,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Pull, ConfigError> {
+        let mut pull = Pull {
+            brokers: Vec::new(),
+            bound: Vec::new(),
+            tasks: Vec::new(),
+        };
+        for t in config.targets.iter().filter(|t| t.socket.is_some()) {
+            let path = t.socket.clone().expect("filtered");
+            let listener = bind(&path, t).map_err(|e| {
+                ConfigError(format!(
+                    "target '{}': socket '{}': {e}",
+                    t.name,
+                    path.display()
+                ))
+            })?;
+            pull.bound.push(path.clone());
+            let target = Arc::new(t.clone());
+            let broker = Arc::new(Broker::new(target.clone(), Ctx::new(res, t, clock.clone())));
+            info!(
+                target = %t.name,
+                "serving tokens on '{}' ({})",
+                path.display(),
+                if t.writes_file { "the file's token, narrowed ones on demand" } else { "minted on first request" }
+            );
+            pull.tasks
+                .push(tokio::spawn(serve(listener, broker.clone())));
+            pull.tasks.push(tokio::spawn(sweep(broker.clone())));
+            pull.brokers.push(broker);
+        }
+        Ok(pull)
+    }
+
+    /// Stop serving, remove the sockets and revoke the tokens minted for them.
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for p in &self.bound {
+            let _ = std::fs::remove_file(p);
+        }
+        let all = async {
+            for b in &self.brokers {
+                b.revoke_all().await;
+            }
+        };
+        if tokio::time::timeout(crate::revoke::STOP_BUDGET, all)
+            .await
+            .is_err()
+        {
+            warn!(
+                "stopping: gave up revoking the sockets' tokens; they stay valid until they expire"
+            );
+        }
+    }
+}
+
+/// The directory rule shared with the token file: it must be ours and writable by nobody
+/// else, or someone else could replace the socket with their own. Missing: created 0700
+/// (0750 with the target's group).
+pub fn check_dir(dir: &Path, gid: Option<u32>) -> Result<(), String> {
+    if !dir.exists() {
+        let mode = if gid.is_some() { 0o750 } else { 0o700 };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
+            .and_then(|()| std::os::unix::fs::chown(dir, None, gid))
+            .map_err(|e| format!("cannot create directory '{}': {e}", dir.display()))?;
+    }
+    let m = std::fs::metadata(dir).map_err(|e| format!("directory '{}': {e}", dir.display()))?;
+    if !m.is_dir() {
+        return Err(format!("'{}' is not a directory", dir.display()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if m.uid() != me {
+        return Err(format!(
+            "directory '{}' belongs to uid {}, not to this user ({me}); use a directory of your own",
+            dir.display(),
+            m.uid()
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "directory '{}' is writable by group or others (mode {:04o}): run chmod go-w on it \
+             or choose another directory",
+            dir.display(),
+            m.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Create the listening socket at `path`: 0600, or 0660 with the target's group. A stale
+/// socket is replaced; a live one (another daemon answers) or any other file is an error.
+pub fn bind(path: &Path, target: &Target) -> Result<UnixListener, String> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    check_dir(dir, target.file.gid)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(
+                    "another process is listening on it; stop it or choose another path".into(),
+                );
+            }
+            std::fs::remove_file(path)
+                .map_err(|e| format!("cannot remove the stale socket: {e}"))?;
+        }
+        Ok(_) => return Err("exists and is not a socket; remove it or choose another path".into()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    // created 0600 from the start (no window with a wider mode); the daemon binds its
+    // sockets before any other thread runs, so the process-wide umask is briefly ours
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    rustix::process::umask(old);
+    let listener = bound.map_err(|e| format!("cannot listen: {e}"))?;
+    if let Some(gid) = target.file.gid {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)))
+            .map_err(|e| format!("cannot give it to group {gid}: {e}"))?;
+    }
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    UnixListener::from_std(listener).map_err(|e| e.to_string())
+}
+
+async fn sweep(broker: Arc<Broker>) {
+    let every =
+        (broker.target.policy.interval / 4).clamp(Duration::from_millis(200), crate::daemon::NAP);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        broker.sweep();
+    }
+}
+
+async fn serve(listener: UnixListener, broker: Arc<Broker>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // EMFILE and friends: back off rather than spin
+                warn!(target = %broker.target.name, "socket accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let broker = broker.clone();
+                tokio::spawn(async move {
+                    handle(stream, &broker).await;
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                // never waits: a full socket buffer just loses the courtesy answer
+                let _ = stream.try_write(&http::error_response(
+                    503,
+                    "too many connections on this socket; retry shortly",
+                ));
+            }
+        }
+    }
+}
+
+/// Who is on the other end, for the audit line.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    pub pid: Option<i32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub cgroup: String,
+}
+
+impl Peer {
+    fn of(stream: &UnixStream) -> Peer {
+        let Ok(cred) = stream.peer_cred() else {
+            return Peer::default();
+        };
+        let pid = cred.pid();
+        Peer {
+            pid,
+            uid: Some(cred.uid()),
+            gid: Some(cred.gid()),
+            cgroup: pid.map(cgroup_of).unwrap_or_default(),
+        }
+    }
+}
+
+/// The cgroup path of `pid` (cgroup v2's `0::/…` line), which names the container or unit;
+/// bounded and stripped of anything unprintable, since the peer chooses it.
+pub fn cgroup_of(pid: i32) -> String {
+    let text = std::fs::read(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text[..text.len().min(4096)]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .or_else(|| text.lines().next())
+        .unwrap_or("");
+    let path = line.splitn(3, ':').nth(2).unwrap_or(line);
+    path.chars().filter(|c| !c.is_control()).take(256).collect()
+}
+
+async fn handle(mut stream: UnixStream, broker: &Arc<Broker>) {
+    let peer = Peer::of(&stream);
+    let mut path = String::new();
+    let mut scope_text = String::new();
+    let outcome: Result<Answer, Refusal> =
+        match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+            Err(_) => Err(Refusal {
+                status: 408,
+                message: format!("no complete request within {}s", READ_TIMEOUT.as_secs()),
+            }),
+            Ok(Err(e)) => Err(Refusal {
+                status: e.status(),
+                message: e.message(),
+            }),
+            Ok(Ok(req)) => {
+                path = req.path.clone();
+                route(&req, broker, &mut scope_text).await
+            }
+        };
+    let (status, bytes, fingerprint) = match &outcome {
+        Ok(a) => (
+            200,
+            zeroize::Zeroizing::new(http::response(200, &a.json)),
+            a.fingerprint.as_str(),
+        ),
+        Err(r) => (
+            r.status,
+            zeroize::Zeroizing::new(http::error_response(r.status, &r.message)),
+            "",
+        ),
+    };
+    let sent = tokio::time::timeout(WRITE_TIMEOUT, async {
+        stream.write_all(&bytes).await?;
+        stream.shutdown().await
+    })
+    .await;
+    let delivered = matches!(sent, Ok(Ok(())));
+    if path == "/healthz" && status == 200 {
+        return; // probes would drown the audit trail
+    }
+    let why = outcome
+        .as_ref()
+        .err()
+        .map(|r| r.message.as_str())
+        .unwrap_or("");
+    info!(
+        target = %broker.target.name,
+        pid = peer.pid.unwrap_or(0),
+        uid = peer.uid.map(i64::from).unwrap_or(-1),
+        gid = peer.gid.map(i64::from).unwrap_or(-1),
+        cgroup = %peer.cgroup,
+        path = %path.escape_debug(),
+        scope = %scope_text,
+        status,
+        fingerprint = %fingerprint,
+        delivered,
+        "socket answer{}{why}",
+        if why.is_empty() { "" } else { ": " }
+    );
+}
+
+async fn read_head(stream: &mut UnixStream) -> Result<http::Request, http::HttpError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| http::HttpError::Bad("read failed"))?;
+        if n == 0 {
+            return Err(http::HttpError::Bad(
+                "connection closed before a complete request",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(req) = http::parse(&buf)? {
+            return Ok(req);
+        }
+    }
+}
+
+async fn route(
+    req: &http::Request,
+    broker: &Arc<Broker>,
+    scope_text: &mut String,
+) -> Result<Answer, Refusal> {
+    match req.path.as_str() {
+        "/healthz" => Ok(Answer {
+            json: Arc::new(zeroize::Zeroizing::new(b"{\"status\":\"ok\"}\n".to_vec())),
+            fingerprint: String::new(),
+        }),
+        "/token" => {
+            let scope = scope::from_query(&req.query, &broker.target).map_err(|e| match e {
+                scope::ScopeError::Malformed(m) => Refusal {
+                    status: 400,
+                    message: m,
+                },
+                scope::ScopeError::Broader(m) => Refusal {
+                    status: 403,
+                    message: m,
+                },
+            })?;
+            *scope_text = scope.describe();
+            broker.get(&scope).await
+        }
+        _ => Err(Refusal {
+            status: 404,
+            message: "not found: ask GET /token or GET /healthz".into(),
+        }),
+    }
+}
