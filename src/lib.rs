@@ -20,6 +20,7 @@ pub mod refresh;
 pub mod schedule;
 pub mod secret;
 pub mod token_file;
+pub mod wake;
 
 use std::ffi::OsString;
 use std::sync::Arc;
