@@ -33,13 +33,20 @@ struct Args {
     /// The fake GitHub binary [default: fake-github in the same place].
     #[arg(long)]
     fake: Option<PathBuf>,
-    /// Measurements to run, comma-separated: size, once, ready, idle, cpu, sustain, socket.
+    /// Measurements to run, comma-separated: size, once, ready, idle, cpu, sustain, socket, peer.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "size,once,ready,idle,cpu,sustain,socket"
+        default_value = "size,once,ready,idle,cpu,sustain,socket,peer"
     )]
     only: Vec<String>,
+    /// The closest peer's binary (zinrai/github-app-tokend, built by scripts/bench.sh from
+    /// ../shared/peers/); without it the side-by-side comparison is skipped with a message.
+    #[arg(long)]
+    peer: Option<PathBuf>,
+    /// Interleaved starts of each program in the side-by-side comparison.
+    #[arg(long, default_value_t = 15)]
+    peer_runs: usize,
     /// `once` runs (the median is reported).
     #[arg(long, default_value_t = 50)]
     once_runs: usize,
@@ -206,7 +213,7 @@ impl Bench {
 
     fn run_all(mut self) -> (Vec<Row>, Summary) {
         type Step = fn(&mut Bench) -> Res<()>;
-        let steps: [(&str, Step); 7] = [
+        let steps: [(&str, Step); 8] = [
             ("size", Bench::size),
             ("once", Bench::once),
             ("ready", Bench::ready),
@@ -214,6 +221,7 @@ impl Bench {
             ("cpu", Bench::cpu),
             ("sustain", Bench::sustain),
             ("socket", Bench::socket),
+            ("peer", Bench::peer),
         ];
         for (name, step) in steps {
             if self.wants(name) {
@@ -609,6 +617,119 @@ impl Bench {
         Ok(())
     }
 
+    /// Side by side with the closest peer, against one fake, in one run: start → first
+    /// token file for `once`, `run` and the peer (interleaved, the file's appearance polled
+    /// the same way for all three), then idle wakeups and RSS of `run` and the peer at once.
+    fn peer(&mut self) -> Res<()> {
+        let Some(peer) = self.args.peer.clone() else {
+            eprintln!("bench: peer skipped: no --peer binary (scripts/bench.sh builds it)");
+            return Ok(());
+        };
+        let dir = self.dir.join("peer");
+        let fake = Fake::start(&self.fake, &dir, "3600s")?;
+        let out = dir.join("out/token");
+        let peer_cmd = |out: &Path| {
+            let mut c = Command::new(&peer);
+            c.env_clear()
+                .args(["-app-id", "1234", "-installation-id", "100", "-api-base"])
+                .arg(&fake.url)
+                .arg("-private-key")
+                .arg(dir.join("app.pkcs1.pem"))
+                .arg("-out")
+                .arg(out);
+            c
+        };
+        let bin = self.bin.clone();
+        let ours = |sub: &str, out: &Path| {
+            let mut c = command(&bin);
+            c.arg(sub)
+                .args(fake.single_target_flags())
+                .arg("--output")
+                .arg(out);
+            c
+        };
+        let mut times: [Vec<Duration>; 3] = Default::default();
+        for _ in 0..self.args.peer_runs {
+            for (k, c) in [ours("once", &out), ours("run", &out), peer_cmd(&out)]
+                .into_iter()
+                .enumerate()
+            {
+                let _ = fs::remove_file(&out);
+                times[k].push(first_file(c, &out, &dir.join(format!("start{k}.log")))?);
+            }
+        }
+        let [mut once, mut run, mut theirs] = times;
+        let (once, run, theirs) = (median(&mut once), median(&mut run), median(&mut theirs));
+        let n = self.args.peer_runs;
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+        self.push(Row::check(
+            &format!("start → first token file vs the Go peer, median of {n} interleaved"),
+            format!(
+                "`once` {} ({:.2}×), `run` {} ({:.2}×), peer {}",
+                ms(once),
+                ratio(once, theirs),
+                ms(run),
+                ratio(run, theirs),
+                ms(theirs)
+            ),
+            "≤ 1×",
+            once <= theirs && run <= theirs,
+        ));
+
+        // idle, both at once, 1-hour tokens
+        let _ = fs::remove_file(&out);
+        let peer_out = dir.join("out/peer-token");
+        let us = Proc::spawn(
+            ours("run", &dir.join("out/ours.json")),
+            &dir.join("idle-ours.log"),
+        )?;
+        let them = Proc::spawn(peer_cmd(&peer_out), &dir.join("idle-peer.log"))?;
+        thread::sleep(Duration::from_secs(self.args.settle_secs));
+        let pids = [us.pid(), them.pid()];
+        let rss: Vec<u64> = pids
+            .iter()
+            .map(|&p| proc_status(p, "VmRSS"))
+            .collect::<Res<_>>()?;
+        let before: Vec<u64> = pids
+            .iter()
+            .map(|&p| ctx_switches(p).map(|c| c.0))
+            .collect::<Res<_>>()?;
+        thread::sleep(Duration::from_secs(self.args.idle_secs));
+        let after: Vec<u64> = pids
+            .iter()
+            .map(|&p| ctx_switches(p).map(|c| c.0))
+            .collect::<Res<_>>()?;
+        let secs = self.args.idle_secs as f64;
+        let rate: Vec<f64> = (0..2)
+            .map(|i| after[i].saturating_sub(before[i]) as f64 / secs)
+            .collect();
+        drop((us, them)); // killed: the peer has no clean-exit contract to check
+        self.push(Row::check(
+            &format!(
+                "idle wakeups vs the Go peer, 1 target, {} s",
+                self.args.idle_secs
+            ),
+            format!(
+                "ours {:.3}/s, peer {:.3}/s ({:.2}×)",
+                rate[0],
+                rate[1],
+                rate[0] / rate[1].max(1e-9)
+            ),
+            "≤ 0.01/s",
+            rate[0] <= 0.01,
+        ));
+        self.push(Row::info(
+            "idle RSS vs the Go peer, 1 target",
+            format!(
+                "ours {:.1} MiB, peer {:.1} MiB ({:.2}×)",
+                kib_mib(rss[0]),
+                kib_mib(rss[1]),
+                rss[0] as f64 / rss[1].max(1) as f64
+            ),
+        ));
+        Ok(())
+    }
+
     /// Pull mode (issue 14): idle RSS of a socket-only target nobody asked yet, then a cached
     /// token over the socket: latency (one client, sequential) and throughput (4 clients).
     fn socket(&mut self) -> Res<()> {
@@ -693,15 +814,35 @@ impl Bench {
     }
 
     fn command(&self) -> Command {
-        let mut c = Command::new(&self.bin);
-        // nothing from the caller's environment (GITHUB_APP_ID and friends count as flags)
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        c
+        command(&self.bin)
     }
 
     fn ticks_secs(&self, ticks: u64) -> f64 {
         ticks as f64 / self.clk_tck as f64
+    }
+}
+
+fn command(bin: &Path) -> Command {
+    let mut c = Command::new(bin);
+    // nothing from the caller's environment (GITHUB_APP_ID and friends count as flags)
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    c
+}
+
+/// Spawn `c` and return how long until `out` exists (polled every 200 µs); the process is
+/// stopped afterwards (a daemon) or waited for (`once`).
+fn first_file(c: Command, out: &Path, log: &Path) -> Res<Duration> {
+    let t0 = Instant::now();
+    let mut p = Proc::spawn(c, log)?;
+    loop {
+        if out.exists() {
+            return Ok(t0.elapsed()); // dropping `p` kills it (a daemon) or reaps it (`once`)
+        }
+        if t0.elapsed() > Duration::from_secs(30) || p.exited() && !out.exists() {
+            return Err(format!("no token file from a start; see {}", log.display()));
+        }
+        thread::sleep(Duration::from_micros(200));
     }
 }
 

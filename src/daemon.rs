@@ -27,11 +27,13 @@ use crate::revoke;
 use crate::schedule::{self, RetryBudget};
 use crate::secret::Secret;
 use crate::token_file::{self, Freshness};
+use crate::wake::{Alarm, Woken};
 
-/// Longest single sleep. Timers run on the monotonic clock, which stops during suspend;
-/// waking this often lets the loop compare wall-clock deadlines and refresh within seconds
-/// of a resume or a clock jump, at a cost of one wakeup per `NAP`.
-pub const NAP: Duration = Duration::from_secs(10);
+/// Longest single sleep. The kernel wakes the loop at its next deadline counting suspended
+/// time, and at once when the wall clock is set ([`crate::wake`]), so an idle daemon wakes
+/// once per refresh; this cap is a belt for the braces, under a token's hour. (Without
+/// timerfds, [`crate::wake::FALLBACK_NAP`] applies.)
+pub const NAP: Duration = Duration::from_secs(3600);
 
 /// At most this many refreshes talk to GitHub at once; with many targets the rest wait
 /// their turn, so a start or a reload never fires a burst of hundreds of requests.
@@ -298,12 +300,22 @@ impl Daemon {
         if self.targets.iter().all(|t| self.is_fresh(t)) {
             self.send_ready();
         }
+        let (mut alarm, no_timerfd) = Alarm::new();
+        if let Some(e) = no_timerfd {
+            warn!(
+                "no kernel timers ({e}): waking every {} to notice a suspend or a clock step",
+                format_duration(crate::wake::FALLBACK_NAP)
+            );
+        }
         loop {
             self.start_due();
             self.start_due_revocations();
             self.write_metrics();
             self.report_expiries();
-            let nap = self.time_to_next_deadline();
+            if let Err(e) = alarm.arm(Some(self.time_to_next_deadline())) {
+                error!("cannot set the wake-up timer: {e}");
+                return exit::FAILURE;
+            }
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -320,7 +332,16 @@ impl Daemon {
                 }
                 Some(_) = self.revocations.join_next(), if !self.revocations.is_empty() => {}
                 _ = watchdog.tick(), if watchdog_period.is_some() => notify::watchdog(),
-                _ = tokio::time::sleep(nap) => {}
+                woken = alarm.wait() => match woken {
+                    Ok(Woken::Deadline) => {}
+                    Ok(Woken::ClockSet) => {
+                        tracing::debug!("the wall clock was set, or the host resumed")
+                    }
+                    Err(e) => {
+                        error!("cannot wait for the wake-up timer: {e}");
+                        return exit::FAILURE;
+                    }
+                },
             }
         }
         info!("stopping");
@@ -1126,7 +1147,7 @@ mod tests {
     }
 
     #[test]
-    fn the_loop_never_sleeps_past_a_nap() {
+    fn an_idle_loop_sleeps_until_the_refresh_is_due() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(t0()));
         let mut d = daemon(&clock, dir.path(), 1);
@@ -1137,7 +1158,12 @@ mod tests {
             Duration::from_secs(45 * 60),
         );
         assert!(!due(&d));
-        assert_eq!(d.time_to_next_deadline(), NAP);
+        // one wakeup per refresh: no periodic nap (the kernel reports suspends and steps)
+        let wait = d.time_to_next_deadline();
+        assert!(
+            wait <= Duration::from_secs(45 * 60) && wait > Duration::from_secs(44 * 60),
+            "{wait:?}"
+        );
         assert!(d.status_line().starts_with("token valid until"));
     }
 

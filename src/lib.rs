@@ -25,6 +25,7 @@ pub mod sanitize;
 pub mod schedule;
 pub mod secret;
 pub mod token_file;
+pub mod wake;
 
 use std::ffi::OsString;
 use std::sync::Arc;

@@ -596,3 +596,32 @@ fn trace_logs_never_contain_a_secret() {
     );
     assert_no_secrets(&all, &env.secrets());
 }
+
+#[test]
+fn an_http_api_url_needs_no_ca_certificates() {
+    // A plain-http API URL (a local double, a loopback proxy) never uses TLS, so the system's
+    // CA bundle is not loaded at all: not even a missing bundle stops it (and no start-up
+    // time goes to parsing one). An https URL still needs the roots (a clear error, 78).
+    let env = TestEnv::new();
+    let no_certs = env.dir.path().join("no-such-bundle.pem");
+    let mut c = env.cmd("once");
+    c.args(["--installation-id", "100"])
+        .env("SSL_CERT_FILE", &no_certs)
+        .env("SSL_CERT_DIR", &no_certs);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(env.fake.is_token_valid(env.read_file().token.expose()));
+
+    let mut c = env.cmd("once");
+    c.args([
+        "--installation-id",
+        "100",
+        "--api-url",
+        "https://127.0.0.1:9",
+    ])
+    .env("SSL_CERT_FILE", &no_certs)
+    .env("SSL_CERT_DIR", &no_certs);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("CA certificates"), "{}", text(&out));
+}

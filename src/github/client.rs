@@ -33,6 +33,12 @@ pub struct Client {
     offset: Arc<AtomicI64>,
 }
 
+/// An `http://` API URL (a local GitHub double or a loopback proxy): no TLS is ever used.
+fn is_plain_http(base: &str) -> bool {
+    base.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+}
+
 fn user_agent() -> String {
     format!("github-token-refresher/{}", env!("CARGO_PKG_VERSION"))
 }
@@ -48,27 +54,30 @@ impl Client {
             "X-GitHub-Api-Version",
             HeaderValue::from_static("2022-11-28"),
         );
-        let mut builder = reqwest::Client::builder();
-        if crate::config::is_loopback_url(base) {
-            // a local GitHub (tests, a tunnel) is never reached through a proxy, whatever
-            // HTTP(S)_PROXY/ALL_PROXY say: the App JWT would travel in clear to the proxy
-            builder = builder.no_proxy();
-        }
-        let http = builder
+        let mut builder = reqwest::Client::builder()
             .user_agent(user_agent())
             .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                format!(
-                    "cannot set up the HTTP client: {} (are CA certificates installed? \
+            .redirect(reqwest::redirect::Policy::none());
+        if crate::config::is_loopback_url(base) {
+            // a local GitHub (tests, a tunnel) is never reached through a proxy, whatever
+            // HTTP(S)_PROXY/ALL_PROXY say: the App JWT would travel in clear to the proxy
+            builder = builder.no_proxy();
+        }
+        if is_plain_http(base) {
+            // no TLS to verify (redirects are refused): an empty root store instead of
+            // parsing the system's CA bundle, ~30 ms of every start (docs/performance.md)
+            builder = builder.tls_certs_only(std::iter::empty());
+        }
+        let http = builder.build().map_err(|e| {
+            format!(
+                "cannot set up the HTTP client: {} (are CA certificates installed? \
                      SSL_CERT_FILE can name a bundle)",
-                    describe(&e)
-                )
-            })?;
+                describe(&e)
+            )
+        })?;
         Ok(Client {
             http,
             base: base.trim_end_matches('/').into(),
