@@ -146,12 +146,13 @@ async fn check_target(
         None => format!("all ({})", token.repository_selection),
     };
     doc.ok(&format!(
-        "minted a token: permissions {}; repositories {scope}",
+        "minted a token: permissions {}; repositories {scope}; fingerprint {}",
         if perms.is_empty() {
             "-".into()
         } else {
             perms.join(",")
-        }
+        },
+        crate::fingerprint::of(token.token.expose())
     ));
     match ctx.verify(&token).await {
         Ok(n) => doc.ok(&format!(
