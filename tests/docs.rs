@@ -13,6 +13,8 @@ const SUBCOMMANDS: &[&str] = &[
     "once",
     "status",
     "check",
+    "revoke",
+    "fingerprint",
     "git-credential",
     "token",
     "exec",

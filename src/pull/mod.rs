@@ -11,7 +11,7 @@ pub mod http;
 pub mod scope;
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Target};
 use crate::refresh::{Ctx, Resources};
+use crate::token_file;
 use broker::{Answer, Broker, Refusal};
 
 /// Connections served at once per socket; more are answered 503 at once and closed.
@@ -107,36 +108,12 @@ impl Pull {
 /// else, or someone else could replace the socket with their own. Missing: created 0700
 /// (0750 with the target's group).
 pub fn check_dir(dir: &Path, gid: Option<u32>) -> Result<(), String> {
-    if !dir.exists() {
-        let mode = if gid.is_some() { 0o750 } else { 0o700 };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .create(dir)
-            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
-            .and_then(|()| std::os::unix::fs::chown(dir, None, gid))
-            .map_err(|e| format!("cannot create directory '{}': {e}", dir.display()))?;
-    }
-    let m = std::fs::metadata(dir).map_err(|e| format!("directory '{}': {e}", dir.display()))?;
-    if !m.is_dir() {
-        return Err(format!("'{}' is not a directory", dir.display()));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if m.uid() != me {
-        return Err(format!(
-            "directory '{}' belongs to uid {}, not to this user ({me}); use a directory of your own",
-            dir.display(),
-            m.uid()
-        ));
-    }
-    if m.mode() & 0o022 != 0 {
-        return Err(format!(
-            "directory '{}' is writable by group or others (mode {:04o}): run chmod go-w on it \
-             or choose another directory",
-            dir.display(),
-            m.mode() & 0o7777
-        ));
-    }
-    Ok(())
+    // the token file's rules, so the socket and the file share one border
+    let opts = token_file::FileOptions {
+        mode: if gid.is_some() { 0o640 } else { 0o600 },
+        gid,
+    };
+    token_file::prepare_dir(&dir.join("socket"), opts).map_err(|e| e.to_string())
 }
 
 /// Create the listening socket at `path`: 0600, or 0660 with the target's group. A stale
