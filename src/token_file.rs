@@ -366,7 +366,11 @@ fn temp_prefix(path: &Path) -> String {
 /// group when the file is group-readable (a group that can't enter the directory could not
 /// read the file). An existing directory is left as it is.
 pub fn prepare_dir(path: &Path, opts: FileOptions) -> Result<(), WriteError> {
-    let dir = parent_of(path);
+    prepare_directory(parent_of(path), opts)
+}
+
+/// [`prepare_dir`] for the directory itself (the pull socket's directory follows the same rule).
+pub fn prepare_directory(dir: &Path, opts: FileOptions) -> Result<(), WriteError> {
     if !dir.is_dir() {
         create_dir(dir, opts)?;
     }

@@ -113,7 +113,7 @@ pub fn check_dir(dir: &Path, gid: Option<u32>) -> Result<(), String> {
         mode: if gid.is_some() { 0o640 } else { 0o600 },
         gid,
     };
-    token_file::prepare_dir(&dir.join("socket"), opts).map_err(|e| e.to_string())
+    token_file::prepare_directory(dir, opts).map_err(|e| e.to_string())
 }
 
 /// Create the listening socket at `path`: 0600, or 0660 with the target's group. A stale
