@@ -520,3 +520,111 @@ fn once_refuses_a_socket_only_target_clearly() {
     assert!(text(&out).contains("give it --output"), "{}", text(&out));
     assert_eq!(env.fake.mint_count(), 0);
 }
+
+/// `systemd-socket-activate` (systemd's own tool, which passes sockets exactly as a
+/// `.socket` unit does), or None with a note where systemd is not installed; CI has it.
+fn socket_activate() -> Option<std::process::Command> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("systemd-socket-activate"))
+            .find(|f| f.is_file())
+    });
+    match found {
+        Some(f) => Some(std::process::Command::new(f)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("CI needs systemd-socket-activate (apt-get install systemd)")
+        }
+        None => {
+            eprintln!("skipped: no systemd-socket-activate on this machine");
+            None
+        }
+    }
+}
+
+/// The daemon behind `systemd-socket-activate -l LISTEN --fdname=NAME`, serving `--socket
+/// sock`: it starts on the first connection to LISTEN.
+fn activated(env: &TestEnv, listen: &Path, fdname: &str, sock: &Path) -> Option<Proc> {
+    let mut c = socket_activate()?;
+    c.arg("-l")
+        .arg(listen)
+        .arg(format!("--fdname={fdname}"))
+        .args(["-E", "RUST_LOG=debug", "--", BIN, "run"])
+        .args(["--app-id", &env.fake.app().id.to_string()])
+        .arg("--private-key-file")
+        .arg(&env.key)
+        .args(["--api-url", &env.fake.url(), "--installation-id", "100"])
+        .arg("--socket")
+        .arg(sock)
+        .stdin(std::process::Stdio::null());
+    let proc = Proc::spawn(c);
+    proc.wait_log(
+        "systemd-socket-activate listening",
+        Duration::from_secs(10),
+        |l| l.contains("Listening on"),
+    );
+    Some(proc)
+}
+
+#[test]
+fn socket_activation_the_first_connection_starts_the_daemon_and_is_answered() {
+    let env = TestEnv::new();
+    let dir = env.dir.path().join("run");
+    std::fs::create_dir(&dir).unwrap();
+    let sock = dir.join("token.sock");
+    // matched by path: systemd-socket-activate's name is not the target's ("default")
+    let Some(p) = activated(&env, &sock, "pull.socket", &sock) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !p.log().contains("serving tokens"),
+        "nobody connected: not started"
+    );
+    assert_eq!(env.fake.mint_count(), 0);
+    let (status, body) = get(&sock, "/token");
+    assert_eq!(status, 200, "{body}\n{}", p.log());
+    assert!(env.fake.is_token_valid(token_of(&body).token.expose()));
+    let (status, _) = get(&sock, "/healthz");
+    assert_eq!(status, 200);
+    p.wait_log("the adopted socket", Duration::from_secs(5), |l| {
+        l.contains("socket from systemd")
+    });
+    let (code, log) = p.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        std::fs::symlink_metadata(&sock).is_ok(),
+        "systemd's socket is never removed by the daemon"
+    );
+    assert_no_secrets(&log, &env.secrets());
+}
+
+#[test]
+fn socket_activation_matches_by_name_and_refuses_a_socket_no_target_names() {
+    let env = TestEnv::new();
+    let dir = env.dir.path().join("run");
+    std::fs::create_dir(&dir).unwrap();
+    let configured = dir.join("token.sock");
+    let other = dir.join("other.sock");
+    // the name "default" is the single target's: served, though its path differs
+    let Some(p) = activated(&env, &other, "default", &configured) else {
+        return;
+    };
+    let (status, body) = get(&other, "/token");
+    assert_eq!(status, 200, "{body}");
+    assert!(!configured.exists(), "nothing bound at the configured path");
+    let (code, log) = p.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("not on its configured"), "{log}");
+
+    // neither the name nor the path is a target's: exit 78, naming both
+    std::fs::remove_file(&other).unwrap();
+    let p = activated(&env, &other, "agent-9", &configured).unwrap();
+    let _ = UnixStream::connect(&other).map(|mut s| s.write_all(b"GET /token HTTP/1.1\r\n\r\n"));
+    let (code, log) = p.finish(Duration::from_secs(10));
+    assert_eq!(code, Some(78), "{log}");
+    assert!(
+        log.contains("name 'agent-9'") && log.contains("matches no target"),
+        "{log}"
+    );
+    assert!(log.contains(other.to_str().unwrap()), "{log}");
+}

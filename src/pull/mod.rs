@@ -6,6 +6,7 @@
 //! A socket is meant to be mounted into one sandbox, so its limits are per socket: a
 //! sandbox that exhausts them only delays itself, never another sandbox or the refresh loop.
 
+pub mod activation;
 pub mod broker;
 pub mod http;
 pub mod scope;
@@ -42,8 +43,9 @@ pub struct Pull {
 }
 
 impl Pull {
-    /// Bind every target's socket and start serving (inside the runtime). A socket that
-    /// cannot be set up is a configuration error.
+    /// Take the sockets systemd passed (socket activation) or bind every target's socket,
+    /// and start serving (inside the runtime). A socket that cannot be set up, or an
+    /// inherited one that matches no target, is a configuration error.
     pub fn start(
         config: &Config,
         res: &Resources,
@@ -54,21 +56,32 @@ impl Pull {
             bound: Vec::new(),
             tasks: Vec::new(),
         };
+        // before anything else runs: taking them unsets LISTEN_PID and LISTEN_FDS
+        let mut inherited = activation::take()
+            .and_then(|i| activation::assign(i, &config.targets))
+            .map_err(ConfigError)?;
         for t in config.targets.iter().filter(|t| t.socket.is_some()) {
             let path = t.socket.clone().expect("filtered");
-            let listener = bind(&path, t).map_err(|e| {
-                ConfigError(format!(
-                    "target '{}': socket '{}': {e}",
-                    t.name,
-                    path.display()
-                ))
-            })?;
-            pull.bound.push(path.clone());
+            let (listener, how) = match inherited.remove(&t.name) {
+                Some(inh) => (adopt(inh, t)?, "socket from systemd"),
+                None => {
+                    let listener = bind(&path, t).map_err(|e| {
+                        ConfigError(format!(
+                            "target '{}': socket '{}': {e}",
+                            t.name,
+                            path.display()
+                        ))
+                    })?;
+                    // only a socket we created is ours to remove; systemd's stays
+                    pull.bound.push(path.clone());
+                    (listener, "bound")
+                }
+            };
             let target = Arc::new(t.clone());
             let broker = Arc::new(Broker::new(target.clone(), Ctx::new(res, t, clock.clone())));
             info!(
                 target = %t.name,
-                "serving tokens on '{}' ({})",
+                "serving tokens on '{}' ({how}; {})",
                 path.display(),
                 if t.writes_file { "the file's token, narrowed ones on demand" } else { "minted on first request" }
             );
@@ -80,7 +93,8 @@ impl Pull {
         Ok(pull)
     }
 
-    /// Stop serving, remove the sockets and revoke the tokens minted for them.
+    /// Stop serving, remove the sockets it bound (not systemd's) and revoke the tokens
+    /// minted for them.
     pub async fn stop(self) {
         for t in &self.tasks {
             t.abort();
@@ -151,6 +165,31 @@ pub fn bind(path: &Path, target: &Target) -> Result<UnixListener, String> {
     }
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     UnixListener::from_std(listener).map_err(|e| e.to_string())
+}
+
+/// Serve target `t` on a socket systemd passed. Its path, mode and directory are the
+/// `.socket` unit's business (`SocketMode=`, `DirectoryMode=`): the daemon neither checks
+/// nor removes them, so the socket outlives the daemon and starts it again.
+fn adopt(inh: activation::Inherited, t: &Target) -> Result<UnixListener, ConfigError> {
+    let fail = |e: io::Error| {
+        ConfigError(format!(
+            "target '{}': socket from systemd '{}': {e}",
+            t.name,
+            inh.path.as_deref().unwrap_or(Path::new("")).display()
+        ))
+    };
+    if let (Some(p), Some(want)) = (&inh.path, &t.socket)
+        && p != want
+    {
+        warn!(
+            target = %t.name,
+            "the socket systemd passed for this target listens on '{}', not on its configured '{}'",
+            p.display(),
+            want.display()
+        );
+    }
+    inh.listener.set_nonblocking(true).map_err(fail)?;
+    UnixListener::from_std(inh.listener).map_err(fail)
 }
 
 async fn sweep(broker: Arc<Broker>) {
