@@ -9,6 +9,8 @@
 #   5. config-file.conf (the drop-in of `setup.sh --config`) verifies cleanly on top of the
 #      plain unit, keeps its exposure <= 2.5, and unsets every single-target environment
 #      variable that src/cli.rs defines (any one of them makes `run --config` exit 78).
+#   6. examples/github-token-refresher-pull.socket with examples/socket-activated.conf on
+#      the plain unit (pull mode's socket activation) verifies cleanly, exposure <= 2.5.
 # Needs systemd-analyze (systemd >= 250). Exits non-zero, saying why, on any failure.
 set -euo pipefail
 
@@ -125,6 +127,31 @@ if [[ -f $cli ]]; then
   fi
 else
   echo "lint: skip the variable list of $(basename "$config"): no $cli"
+fi
+
+# Pull mode's socket activation (systemd/examples/): the .socket unit, and the plain unit
+# with the drop-in that makes it serve that socket, verified together (verify checks that
+# the socket's Service= loads), the unit's exposure kept <= 2.5.
+examples=$here/examples
+dir=$work/socket
+name=$(basename "${units[0]}")
+mkdir -p "$dir/$name.d"
+cp "${units[0]}" "$examples/github-token-refresher-pull.socket" "$dir/"
+cp "$examples/socket-activated.conf" "$dir/$name.d/"
+rc=0
+out=$(cd "$work" && HOME=$home systemd-analyze verify --user "$dir/github-token-refresher-pull.socket" "$dir/$name" 2>&1) || rc=$?
+if [[ $rc -ne 0 || -n $out ]]; then
+  fail "systemd-analyze verify --user github-token-refresher-pull.socket + $name + socket-activated.conf (exit $rc):"
+  printf '%s\n' "$out" | sed 's/^/    /' >&2
+else
+  ok "verify github-token-refresher-pull.socket + $name + socket-activated.conf"
+fi
+exposure=$(cd "$work" && HOME=$home systemd-analyze security --user --offline=true "$dir/$name" 2>&1 |
+  sed -n 's/^→ Overall exposure level for .*: \([0-9.]*\) .*/\1/p')
+if [[ -z $exposure ]] || awk -v e="$exposure" -v t="$threshold" 'BEGIN { exit !(e > t) }'; then
+  fail "$name + socket-activated.conf: exposure ${exposure:-unknown} is above $threshold"
+else
+  ok "security $name + socket-activated.conf: exposure $exposure (<= $threshold)"
 fi
 
 # The template is the plain unit with the instance name in five places. Compare the two
