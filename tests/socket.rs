@@ -489,19 +489,70 @@ fn consumers_ask_the_socket() {
     let out = ask("acme/infra.git");
     assert!(!String::from_utf8(out.stdout).unwrap().contains("password="));
     assert!(String::from_utf8(out.stderr).unwrap().contains("outside"));
+}
 
-    // watch follows files only: says so instead of waiting forever
+#[test]
+fn watch_over_the_socket_runs_the_hook_for_each_new_token_and_survives_the_daemon() {
+    let p = start(&[
+        "--refresh-interval",
+        "2s",
+        "--jitter",
+        "0s",
+        "--min-remaining",
+        "1s",
+    ]);
+    let hooked = p.env.dir.path().join("hooked");
     let mut c = bare_cmd();
     c.args(["watch", "--socket"])
         .arg(&p.sock)
-        .args(["--exec", "true"]);
-    let out = run(c);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        text(&out).contains("watch follows a token file"),
-        "{}",
-        text(&out)
+        .args(["--poll", "300ms", "--exec"])
+        .arg(format!(
+            "printf '%s %s\\n' \"$GH_TOKEN\" \"$GITHUB_TOKEN_EXPIRES_AT\" >>'{}'",
+            hooked.display()
+        ));
+    let w = Proc::spawn(c);
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&hooked)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    wait_until("three tokens hooked", Duration::from_secs(20), || {
+        lines().len() >= 3
+    });
+    let seen = lines();
+    let minted = p.env.fake.tokens();
+    for (i, line) in seen.iter().enumerate() {
+        let (token, expires) = line.split_once(' ').unwrap();
+        let m = minted
+            .iter()
+            .find(|m| m.token == token)
+            .unwrap_or_else(|| panic!("hook {i} got a token the fake never minted"));
+        assert!(!expires.is_empty(), "{line}");
+        assert!(m.repositories.is_none(), "the target's own scope");
+        if i > 0 {
+            assert_ne!(seen[i - 1], *line, "the hook runs once per new token");
+        }
+    }
+    assert!(w.log().contains("watch: new token"), "{}", w.log());
+
+    // the daemon goes away: watch says so once and keeps asking
+    let (code, _) = p.proc.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    w.wait_log("the missing socket", Duration::from_secs(5), |l| {
+        l.contains(p.sock.to_str().unwrap())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let mut w = w;
+    assert_eq!(w.exited(), None, "watch keeps running without its daemon");
+    let (_, log) = w.stop(Duration::from_secs(5));
+    assert_eq!(
+        log.matches(p.sock.to_str().unwrap()).count(),
+        1,
+        "said once, not at every poll: {log}"
     );
+    assert_no_secrets(&log, &p.env.secrets());
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //!   `git-credential-github-token-refresher`, see [`git_credential_main`]).
 //! - `token`: print the token, for `GH_TOKEN=$(github-token-refresher token --file …)`.
 //! - `exec -- CMD …`: replace this process with CMD, `GH_TOKEN`/`GITHUB_TOKEN` set.
-//! - `watch --exec CMD`: run a hook each time a new token lands (inotify on the directory).
+//! - `watch --exec CMD`: run a hook each time a new token lands (inotify on the directory;
+//!   with `--socket`, polling the daemon's socket).
 //!
 //! None of them ever prints the token, except `token` on stdout; all of them warn on
 //! stderr when the file is readable by users other than its owner. Messages go to stderr
@@ -82,7 +83,8 @@ pub enum ConsumerCommand {
     /// GITHUB_TOKEN_FILE in its environment (never on its command line): once at start if
     /// the file holds a valid token, then whenever the file holds a token different from
     /// the last one the hook saw (compared by content). Uses inotify on the file's
-    /// directory, debounced; warns on stderr when the token expires without a successor.
+    /// directory, debounced; with --socket instead asks the daemon's socket every --poll.
+    /// Warns on stderr when the token expires without a successor.
     Watch(WatchArgs),
 }
 
@@ -198,6 +200,9 @@ pub struct WatchArgs {
     /// Don't run the hook at start for the token already in the file
     #[arg(long)]
     pub skip_initial: bool,
+    /// With --socket: ask the socket this often (a refreshed token is seen within this long)
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub poll: Duration,
 }
 
 /// Run a consumer command; the result is the process exit status.
@@ -571,10 +576,7 @@ const MAX_SETTLE: Duration = Duration::from_secs(5);
 fn watch(args: &WatchArgs) -> i32 {
     let path = args.file.path();
     if args.file.socket.is_some() {
-        say(
-            "watch follows a token file; with a socket, ask it when the token is needed (token, exec, git-credential)",
-        );
-        return EXIT_NO_TOKEN;
+        return watch_socket(args);
     }
     let mut watcher = match DirWatcher::new(path) {
         Ok(w) => w,
@@ -594,19 +596,7 @@ fn watch(args: &WatchArgs) -> i32 {
     loop {
         let now = Utc::now();
         let event = state.observe(path, token_file::read_following(path), now);
-        match event {
-            Observed::New(file) => {
-                if first && args.skip_initial {
-                    say(
-                        "watch: a valid token is present; --skip-initial, so not running the hook for it",
-                    );
-                } else {
-                    run_hook(&args.hook, path, &file);
-                }
-            }
-            Observed::Note(msg) => say(format!("watch: {msg}")),
-            Observed::Nothing => {}
-        }
+        react(event, first, args, path);
         if state.exposure_check() {
             warn_if_exposed(path);
         }
@@ -628,6 +618,44 @@ fn watch(args: &WatchArgs) -> i32 {
                 return EXIT_NO_TOKEN;
             }
         }
+    }
+}
+
+/// Run the hook for a new token, or say what there is to say.
+fn react(event: Observed, first: bool, args: &WatchArgs, path: &Path) {
+    match event {
+        Observed::New(file) => {
+            if first && args.skip_initial {
+                say(
+                    "watch: a valid token is present; --skip-initial, so not running the hook for it",
+                );
+            } else {
+                run_hook(&args.hook, path, &file);
+            }
+        }
+        Observed::Note(msg) => say(format!("watch: {msg}")),
+        Observed::Nothing => {}
+    }
+}
+
+/// `watch --socket`: a socket cannot be watched with inotify, so ask it every `--poll`
+/// (and when the token expires, to say so). The daemon hands out the same cached token
+/// until its refresh time, so a new one is seen within one poll of being minted; asking
+/// keeps the daemon refreshing it, which is what a watcher wants. A daemon that is down
+/// is said once and asked again at the next poll; like the file, this runs until killed.
+fn watch_socket(args: &WatchArgs) -> i32 {
+    let path = args.file.path();
+    let mut state = WatchState::default();
+    let mut first = true;
+    loop {
+        let now = Utc::now();
+        let event = state.observe(path, socket::fetch(path, None), now);
+        react(event, first, args, path);
+        first = false;
+        let wait = state.wake_for_expiry(now).map_or(args.poll, |secs| {
+            Duration::from_secs(secs.max(0) as u64 + 1).min(args.poll)
+        });
+        std::thread::sleep(wait);
     }
 }
 
