@@ -191,13 +191,19 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
         return exit::CONFIG;
     }
     // before anything else runs: binding sets the process's umask for a moment
-    let pull = match pull::Pull::start(&config, &res, clock.clone()) {
+    let mut pull = match pull::Pull::start(&config, &res, clock.clone()) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{e}");
             return exit::CONFIG;
         }
     };
+    let pull_args = args.clone();
+    pull.follow_reloads(
+        Box::new(move || read_config(&pull_args)),
+        res.clone(),
+        clock.clone(),
+    );
     let loader: daemon::Loader = Box::new(move || read_config(&args));
     let mut daemon = daemon::Daemon::new(config, res, loader, !file_mode, clock);
     daemon.delete_removed_outputs = delete_removed;

@@ -679,3 +679,89 @@ fn socket_activation_matches_by_name_and_refuses_a_socket_no_target_names() {
     );
     assert!(log.contains(other.to_str().unwrap()), "{log}");
 }
+
+#[test]
+fn a_sighup_adds_removes_and_rescopes_bound_sockets_and_keeps_the_rest() {
+    let env = TestEnv::new();
+    let run = env.dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let sock = |name: &str| run.join(name).join("token.sock");
+    let target = |name: &str, repos: &str| {
+        format!(
+            "[[target]]\nname = \"{name}\"\ninstallation_id = 100\nrepositories = [{repos}]\nsocket = \"{}\"\n",
+            sock(name).display()
+        )
+    };
+    let config = env.dir.path().join("targets.toml");
+    let write = |targets: &[String]| {
+        let text = format!(
+            "app_id = {}\nprivate_key_file = \"{}\"\napi_url = \"{}\"\n{}",
+            env.fake.app().id,
+            env.key.display(),
+            env.fake.url(),
+            targets.concat()
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write(&[
+        target("keep", "\"widgets\""),
+        target("gone", "\"widgets\""),
+        target("rescoped", "\"widgets\""),
+    ]);
+    let mut n = Notify::new(env.dir.path());
+    let d = daemon_config(&config, &n);
+    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (_, kept) = get(&sock("keep"), "/token");
+    let kept = token_of(&kept).token;
+    let (_, gone) = get(&sock("gone"), "/token");
+    let gone = token_of(&gone).token;
+    let (status, _) = get(&sock("rescoped"), "/token?repositories=gadgets");
+    assert_eq!(
+        status, 403,
+        "gadgets is outside the target's scope before the reload"
+    );
+    let mints = env.fake.mint_count();
+
+    write(&[
+        target("keep", "\"widgets\""),
+        target("rescoped", "\"widgets\", \"gadgets\""),
+        target("new", "\"gadgets\""),
+    ]);
+    d.signal(rustix::process::Signal::HUP);
+    d.wait_log("the sockets' reload", Duration::from_secs(10), |l| {
+        l.contains("SIGHUP: sockets:")
+    });
+    assert!(
+        d.log().contains("2 started, 2 stopped, 3 served"),
+        "{}",
+        d.log()
+    );
+    assert!(
+        !sock("gone").exists(),
+        "a removed target's socket is removed"
+    );
+    wait_until(
+        "the removed socket's token revoked",
+        Duration::from_secs(10),
+        || !env.fake.is_token_valid(gone.expose()),
+    );
+    let (status, again) = get(&sock("keep"), "/token");
+    assert_eq!(status, 200);
+    assert_eq!(
+        token_of(&again).token,
+        kept,
+        "an unchanged socket keeps its cache"
+    );
+    assert_eq!(env.fake.mint_count(), mints, "nothing minted for it");
+    let (status, body) = get(&sock("rescoped"), "/token?repositories=gadgets");
+    assert_eq!(status, 200, "the new scope is served: {body}");
+    let (status, body) = get(&sock("new"), "/token");
+    assert_eq!(status, 200, "{body}");
+    assert!(env.fake.is_token_valid(token_of(&body).token.expose()));
+    let mode = std::fs::metadata(sock("new")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (code, log) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    assert_no_secrets(&log, &env.secrets());
+}

@@ -9,12 +9,13 @@
 pub mod activation;
 pub mod broker;
 pub mod http;
+pub mod reload;
 pub mod scope;
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,11 +36,64 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// …and take the answer within this long.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One target's socket being served.
+pub struct Served {
+    /// The target as configured when serving began (a reload compares against it).
+    pub target: Target,
+    pub broker: Arc<Broker>,
+    /// The path this daemon bound and so removes at stop; None for systemd's socket.
+    bound: Option<PathBuf>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Served {
+    /// Serve `t` on `listener` (inside the runtime).
+    fn start(
+        t: &Target,
+        listener: UnixListener,
+        bound: Option<PathBuf>,
+        res: &Resources,
+        clock: Arc<dyn Clock>,
+    ) -> Served {
+        let broker = Arc::new(Broker::new(Arc::new(t.clone()), Ctx::new(res, t, clock)));
+        info!(
+            target = %t.name,
+            "serving tokens on '{}' ({}; {})",
+            t.socket.as_deref().unwrap_or(Path::new("")).display(),
+            if bound.is_some() { "bound" } else { "socket from systemd" },
+            if t.writes_file { "the file's token, narrowed ones on demand" } else { "minted on first request" }
+        );
+        Served {
+            target: t.clone(),
+            tasks: vec![
+                tokio::spawn(serve(listener, broker.clone())),
+                tokio::spawn(sweep(broker.clone())),
+            ],
+            broker,
+            bound,
+        }
+    }
+
+    /// Whether the socket is systemd's (fixed for the daemon's life).
+    pub fn activated(&self) -> bool {
+        self.bound.is_none()
+    }
+
+    /// Stop accepting (answers under way finish) and remove the socket if we bound it.
+    fn halt(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(p) = &self.bound {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// The sockets of a running daemon.
 pub struct Pull {
-    pub brokers: Vec<Arc<Broker>>,
-    bound: Vec<PathBuf>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    served: Arc<Mutex<Vec<Served>>>,
+    reloads: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Pull {
@@ -51,19 +105,15 @@ impl Pull {
         res: &Resources,
         clock: Arc<dyn Clock>,
     ) -> Result<Pull, ConfigError> {
-        let mut pull = Pull {
-            brokers: Vec::new(),
-            bound: Vec::new(),
-            tasks: Vec::new(),
-        };
         // before anything else runs: taking them unsets LISTEN_PID and LISTEN_FDS
         let mut inherited = activation::take()
             .and_then(|i| activation::assign(i, &config.targets))
             .map_err(ConfigError)?;
+        let mut served = Vec::new();
         for t in config.targets.iter().filter(|t| t.socket.is_some()) {
             let path = t.socket.clone().expect("filtered");
-            let (listener, how) = match inherited.remove(&t.name) {
-                Some(inh) => (adopt(inh, t)?, "socket from systemd"),
+            let served_one = match inherited.remove(&t.name) {
+                Some(inh) => Served::start(t, adopt(inh, t)?, None, res, clock.clone()),
                 None => {
                     let listener = bind(&path, t).map_err(|e| {
                         ConfigError(format!(
@@ -73,38 +123,46 @@ impl Pull {
                         ))
                     })?;
                     // only a socket we created is ours to remove; systemd's stays
-                    pull.bound.push(path.clone());
-                    (listener, "bound")
+                    Served::start(t, listener, Some(path), res, clock.clone())
                 }
             };
-            let target = Arc::new(t.clone());
-            let broker = Arc::new(Broker::new(target.clone(), Ctx::new(res, t, clock.clone())));
-            info!(
-                target = %t.name,
-                "serving tokens on '{}' ({how}; {})",
-                path.display(),
-                if t.writes_file { "the file's token, narrowed ones on demand" } else { "minted on first request" }
-            );
-            pull.tasks
-                .push(tokio::spawn(serve(listener, broker.clone())));
-            pull.tasks.push(tokio::spawn(sweep(broker.clone())));
-            pull.brokers.push(broker);
+            served.push(served_one);
         }
-        Ok(pull)
+        Ok(Pull {
+            served: Arc::new(Mutex::new(served)),
+            reloads: None,
+        })
+    }
+
+    /// From now on, a SIGHUP re-reads the configuration with `loader` and adds, removes
+    /// or re-scopes bound sockets to match it ([`reload`]).
+    pub fn follow_reloads(
+        &mut self,
+        loader: crate::daemon::Loader,
+        res: Resources,
+        clock: Arc<dyn Clock>,
+    ) {
+        self.reloads = Some(tokio::spawn(reload::on_sighup(
+            self.served.clone(),
+            loader,
+            res,
+            clock,
+        )));
     }
 
     /// Stop serving, remove the sockets it bound (not systemd's) and revoke the tokens
     /// minted for them.
     pub async fn stop(self) {
-        for t in &self.tasks {
-            t.abort();
+        if let Some(r) = &self.reloads {
+            r.abort();
         }
-        for p in &self.bound {
-            let _ = std::fs::remove_file(p);
+        let served = std::mem::take(&mut *lock(&self.served));
+        for s in &served {
+            s.halt();
         }
         let all = async {
-            for b in &self.brokers {
-                b.revoke_all().await;
+            for s in &served {
+                s.broker.revoke_all().await;
             }
         };
         if tokio::time::timeout(crate::revoke::STOP_BUDGET, all)
@@ -116,6 +174,13 @@ impl Pull {
             );
         }
     }
+}
+
+/// The served list; a panic elsewhere while it was held leaves it usable.
+fn lock(served: &Mutex<Vec<Served>>) -> std::sync::MutexGuard<'_, Vec<Served>> {
+    served
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The directory rule shared with the token file: it must be ours and writable by nobody

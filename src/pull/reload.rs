@@ -1,0 +1,138 @@
+//! Sockets on SIGHUP: the daemon's reload re-reads the configuration for the token files
+//! (`crate::daemon`); this follows the same signal for the sockets. A socket target that is
+//! new gets its socket bound, one that is gone has its socket removed and its tokens
+//! revoked, one whose settings changed is served afresh (same socket path, new scope, new
+//! tokens); unchanged ones keep their socket, cache and connections. Sockets systemd
+//! passed stay as they are until a restart: systemd holds them, not the daemon.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use super::{Served, bind, lock};
+use crate::clock::Clock;
+use crate::config::{Config, Target};
+use crate::daemon::Loader;
+use crate::refresh::Resources;
+
+/// Apply every SIGHUP until aborted.
+pub async fn on_sighup(
+    served: Arc<Mutex<Vec<Served>>>,
+    loader: Loader,
+    mut res: Resources,
+    clock: Arc<dyn Clock>,
+) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot follow SIGHUP for the sockets; a change to them needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let loaded = loader().and_then(|f| {
+            let r = Resources::load(&f.config, Some(&res))?;
+            Ok((f.config, r))
+        });
+        match loaded {
+            Ok((config, new_res)) => {
+                res = new_res;
+                let retired = apply(&served, &config, &res, &clock);
+                revoke(retired).await;
+            }
+            // the daemon's own reload reports the problem, once
+            Err(_) => {
+                warn!("SIGHUP: the configuration did not load; the sockets stay as they were")
+            }
+        }
+    }
+}
+
+/// What a reload does to one served socket.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    Keep,
+    /// Its target is gone or changed: stop it (a changed one is then served afresh).
+    Retire,
+    /// systemd's socket whose target is gone or changed: kept until a restart.
+    KeepActivated,
+}
+
+fn fate(prev: &Target, activated: bool, config: &Config) -> Fate {
+    let now = config
+        .targets
+        .iter()
+        .find(|t| t.name == prev.name && t.socket.is_some());
+    match now {
+        Some(t) if t == prev => Fate::Keep,
+        _ if activated => Fate::KeepActivated,
+        _ => Fate::Retire,
+    }
+}
+
+/// Bring the served sockets in line with `config`; the retired ones, for revocation.
+fn apply(
+    served: &Mutex<Vec<Served>>,
+    config: &Config,
+    res: &Resources,
+    clock: &Arc<dyn Clock>,
+) -> Vec<Served> {
+    let mut list = lock(served);
+    let mut retired = Vec::new();
+    for prev in std::mem::take(&mut *list) {
+        match fate(&prev.target, prev.activated(), config) {
+            Fate::Keep => list.push(prev),
+            Fate::KeepActivated => {
+                warn!(
+                    target = %prev.target.name,
+                    "SIGHUP: this target's socket is systemd's; it is served as before until a restart"
+                );
+                list.push(prev);
+            }
+            Fate::Retire => {
+                prev.halt();
+                retired.push(prev);
+            }
+        }
+    }
+    let (mut added, removed) = (0, retired.len());
+    for t in config.targets.iter().filter(|t| t.socket.is_some()) {
+        if list.iter().any(|s| s.target.name == t.name) {
+            continue;
+        }
+        let path = t.socket.clone().expect("filtered");
+        // binding sets the process umask for a moment; the only other threads are
+        // tokio's blocking pool (name lookups), which create no files
+        match bind(&path, t) {
+            Ok(l) => {
+                list.push(Served::start(t, l, Some(path), res, clock.clone()));
+                added += 1;
+            }
+            Err(e) => warn!(
+                target = %t.name,
+                "SIGHUP: socket '{}': {e}; this target is not served",
+                path.display()
+            ),
+        }
+    }
+    info!(
+        "SIGHUP: sockets: {added} started, {removed} stopped, {} served",
+        list.len()
+    );
+    retired
+}
+
+/// Revoke what the retired sockets handed out: only their sandboxes knew those tokens.
+async fn revoke(retired: Vec<Served>) {
+    let all = async {
+        for s in &retired {
+            s.broker.revoke_all().await;
+        }
+    };
+    if tokio::time::timeout(crate::revoke::STOP_BUDGET, all)
+        .await
+        .is_err()
+    {
+        warn!(
+            "SIGHUP: gave up revoking a removed socket's tokens; they stay valid until they expire"
+        );
+    }
+}
