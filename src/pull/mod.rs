@@ -160,19 +160,23 @@ impl Pull {
         for s in &served {
             s.halt();
         }
-        let all = async {
-            for s in &served {
-                s.broker.revoke_all().await;
-            }
-        };
-        if tokio::time::timeout(crate::revoke::STOP_BUDGET, all)
-            .await
-            .is_err()
-        {
-            warn!(
-                "stopping: gave up revoking the sockets' tokens; they stay valid until they expire"
-            );
+        revoke(&served, "stopping").await;
+    }
+}
+
+/// Revoke every token the stopped sockets handed out (only their sandboxes knew them),
+/// within the stop budget.
+async fn revoke(stopped: &[Served], when: &str) {
+    let all = async {
+        for s in stopped {
+            s.broker.revoke_all().await;
         }
+    };
+    if tokio::time::timeout(crate::revoke::STOP_BUDGET, all)
+        .await
+        .is_err()
+    {
+        warn!("{when}: gave up revoking the sockets' tokens; they stay valid until they expire");
     }
 }
 

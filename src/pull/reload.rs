@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use super::{Served, bind, lock};
+use super::{Served, bind, lock, revoke};
 use crate::clock::Clock;
 use crate::config::{Config, Target};
 use crate::daemon::Loader;
@@ -36,7 +36,7 @@ pub async fn on_sighup(
             Ok((config, new_res)) => {
                 res = new_res;
                 let retired = apply(&served, &config, &res, &clock);
-                revoke(retired).await;
+                revoke(&retired, "SIGHUP").await;
             }
             // the daemon's own reload reports the problem, once
             Err(_) => {
@@ -118,21 +118,4 @@ fn apply(
         list.len()
     );
     retired
-}
-
-/// Revoke what the retired sockets handed out: only their sandboxes knew those tokens.
-async fn revoke(retired: Vec<Served>) {
-    let all = async {
-        for s in &retired {
-            s.broker.revoke_all().await;
-        }
-    };
-    if tokio::time::timeout(crate::revoke::STOP_BUDGET, all)
-        .await
-        .is_err()
-    {
-        warn!(
-            "SIGHUP: gave up revoking a removed socket's tokens; they stay valid until they expire"
-        );
-    }
 }
