@@ -511,6 +511,14 @@ fn watch_over_the_socket_runs_the_hook_for_each_new_token_and_survives_the_daemo
             hooked.display()
         ));
     let w = Proc::spawn(c);
+    // a poll that would hammer the daemon is a usage error
+    let mut c = bare_cmd();
+    c.args(["watch", "--socket"])
+        .arg(&p.sock)
+        .args(["--poll", "0s", "--exec", "true"]);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("--poll"), "{}", text(&out));
     let lines = || -> Vec<String> {
         std::fs::read_to_string(&hooked)
             .unwrap_or_default()

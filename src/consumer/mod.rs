@@ -570,6 +570,9 @@ fn exec(args: ExecArgs) -> i32 {
     }
 }
 
+/// `watch --socket` asks no more often than this.
+const MIN_POLL: Duration = Duration::from_millis(100);
+
 /// Longest a burst of writes can hold off reading the file.
 const MAX_SETTLE: Duration = Duration::from_secs(5);
 
@@ -645,6 +648,14 @@ fn react(event: Observed, first: bool, args: &WatchArgs, path: &Path) {
 /// is said once and asked again at the next poll; like the file, this runs until killed.
 fn watch_socket(args: &WatchArgs) -> i32 {
     let path = args.file.path();
+    if args.poll < MIN_POLL {
+        say(format!(
+            "--poll {:?} is too short: every poll is a request the daemon answers and audits; \
+             use at least {MIN_POLL:?} (1m is plenty: a refreshed token stays valid far longer)",
+            args.poll
+        ));
+        return EXIT_USAGE;
+    }
     let mut state = WatchState::default();
     let mut first = true;
     loop {
