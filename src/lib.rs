@@ -198,12 +198,15 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
             return exit::CONFIG;
         }
     };
-    let pull_args = args.clone();
-    pull.follow_reloads(
-        Box::new(move || read_config(&pull_args)),
-        res.clone(),
-        clock.clone(),
-    );
+    if file_mode {
+        // flags cannot change under a running daemon; a targets file can
+        let pull_args = args.clone();
+        pull.follow_reloads(
+            Box::new(move || read_config(&pull_args)),
+            res.clone(),
+            clock.clone(),
+        );
+    }
     let loader: daemon::Loader = Box::new(move || read_config(&args));
     let mut daemon = daemon::Daemon::new(config, res, loader, !file_mode, clock);
     daemon.delete_removed_outputs = delete_removed;

@@ -39,9 +39,10 @@ pub async fn on_sighup(
                 revoke(&retired, "SIGHUP").await;
             }
             // the daemon's own reload reports the problem, once
-            Err(_) => {
+            Err(_) if !lock(&served).is_empty() => {
                 warn!("SIGHUP: the configuration did not load; the sockets stay as they were")
             }
+            Err(_) => {}
         }
     }
 }
@@ -113,9 +114,11 @@ fn apply(
             ),
         }
     }
-    info!(
-        "SIGHUP: sockets: {added} started, {removed} stopped, {} served",
-        list.len()
-    );
+    if added + removed + list.len() > 0 {
+        info!(
+            "SIGHUP: sockets: {added} started, {removed} stopped, {} served",
+            list.len()
+        );
+    }
     retired
 }
