@@ -122,3 +122,47 @@ fn apply(
     }
     retired
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(targets: &str) -> Config {
+        let text = format!("app_id = 1\nprivate_key_file = \"/k.pem\"\n{targets}");
+        crate::config_file::parse(&text, std::path::Path::new("t.toml"), &Default::default())
+            .unwrap()
+            .config
+    }
+
+    fn socket_target(name: &str, repos: &str) -> String {
+        format!(
+            "[[target]]\nname = \"{name}\"\ninstallation_id = 1\nrepositories = [{repos}]\n\
+             socket = \"/run/s/{name}/token.sock\"\n"
+        )
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_sockets_retires_the_rest_except_systemds() {
+        let before = config(&socket_target("a", "\"x\""));
+        let prev = &before.targets[0];
+        let same = config(&socket_target("a", "\"x\""));
+        let rescoped = config(&socket_target("a", "\"x\", \"y\""));
+        let gone = config(&socket_target("b", "\"x\""));
+        let file_only = config(
+            "[[target]]\nname = \"a\"\ninstallation_id = 1\nrepositories = [\"x\"]\n\
+             output = \"/o/a.json\"\n",
+        );
+        assert_eq!(fate(prev, false, &same), Fate::Keep);
+        assert_eq!(fate(prev, true, &same), Fate::Keep);
+        assert_eq!(fate(prev, false, &rescoped), Fate::Retire);
+        assert_eq!(fate(prev, false, &gone), Fate::Retire);
+        assert_eq!(
+            fate(prev, false, &file_only),
+            Fate::Retire,
+            "no longer a socket target"
+        );
+        for c in [&rescoped, &gone, &file_only] {
+            assert_eq!(fate(prev, true, c), Fate::KeepActivated);
+        }
+    }
+}
