@@ -695,36 +695,38 @@ write_output_dropin() {
 # $XDG_RUNTIME_DIR/github-token-refresher/. Everything else in the file is `check`'s business.
 tokens_root=$runtime_dir/$name
 
-# Refuse a file whose output or private_key_file points where the service cannot reach.
+# Refuse a targets file whose outputs, sockets or keys lie where the service cannot reach.
+# The binary reads the file and names each target's paths (`check --paths`, one
+# TARGET<TAB>KIND<TAB>PATH line each); a target without a key of its own gets the credential.
 check_targets_paths() { # FILE
-  local file=$1 hit n line key value real problems=() root keys
+  local file=$1 b=$new_bin cred out rc=0 t kind path real problems=() root keys p
+  [[ -x $b ]] || b=$bin
+  [[ -x $b ]] || die "no binary to read $file with (pass --binary PATH, or build first)"
   root=$(realpath -m -- "$tokens_root")
   keys=$(realpath -m -- "$targets_dir")
-  local re_dq='^[^=]*=[[:space:]]*"([^"\\]*)"[[:space:]]*(#.*)?$' re_sq="^[^=]*=[[:space:]]*'([^']*)'[[:space:]]*(#.*)?\$"
-  while IFS= read -r hit; do
-    n=${hit%%:*}
-    line=${hit#*:}
-    key=${line%%=*}
-    key=${key//[[:space:]]/}
-    if [[ $line =~ $re_dq || $line =~ $re_sq ]]; then
-      value=${BASH_REMATCH[1]}
-    else
-      problems+=("line $n: write $key as one quoted absolute path, so setup.sh can tell where it points")
-      continue
-    fi
-    real=$(realpath -m -- "$value")
-    if [[ $value != /* ]]; then
-      problems+=("line $n: $key '$value' is not an absolute path")
-    elif [[ $key == output && $real != "$root"/* ]]; then
-      problems+=("line $n: output '$value' is outside $tokens_root/, the only directory the service may write; leave output out (default: $tokens_root/<name>/token.json)")
-    elif [[ $key == output && $(dirname "$real") == "$root" ]]; then
-      warn "line $n: output '$value' sits directly in $tokens_root; a container given its directory would see every target's token. Prefer $tokens_root/<name>/token.json (the default)"
-    elif [[ $key == private_key_file && $real != "$keys"/* ]]; then
-      problems+=("line $n: private_key_file '$value' is hidden from the service; leave it out to use the key given with --private-key-file (a systemd credential), or put a second App's key in $targets_dir/ (0600) and name it there")
-    fi
-  done < <(grep -nE '^[[:space:]]*(output|private_key_file)[[:space:]]*=' "$file" || true)
+  local unset=(-u GITHUB_TOKEN_REFRESHER_CONFIG) v
+  for v in $(single_target_vars); do unset+=(-u "$v"); done
+  cred=$(mktemp -d)
+  ln -s "$(realpath -m -- "${key_file:-$key_dest}")" "$cred/github-app.pem"
+  out=$(env "${unset[@]}" CREDENTIALS_DIRECTORY="$cred" XDG_RUNTIME_DIR="$runtime_dir" \
+    "$b" check --paths --config "$file" </dev/null 2>&1) || rc=$?
+  ((rc == 0)) || { rm -rf "$cred"; printf '%s\n' "$out" >&2; die "$file: not a valid targets file (exit $rc, see above)" "$rc"; }
+  while IFS=$'\t' read -r t kind path; do
+    real=$(realpath -m -- "$path")
+    case $kind in
+      output | socket)
+        if [[ $real != "$root"/* ]]; then
+          problems+=("target '$t': $kind '$path' is outside $tokens_root/, the only directory the service may write; leave it out (default output: $tokens_root/<name>/token.json)")
+        elif [[ $(dirname "$real") == "$root" ]]; then
+          warn "target '$t': $kind '$path' sits directly in $tokens_root; a container given its directory would see every target's token. Prefer $tokens_root/<name>/ (the default)"
+        fi ;;
+      key)
+        [[ $path == "$cred/github-app.pem" || $real == "$keys"/* ]] ||
+          problems+=("target '$t': private_key_file '$path' is hidden from the service; leave it out to use the key given with --private-key-file (a systemd credential), or put a second App's key in $targets_dir/ (0600) and name it there") ;;
+    esac
+  done <<<"$out"
+  rm -rf "$cred"
   ((${#problems[@]} == 0)) && return
-  local p
   for p in "${problems[@]}"; do
     printf 'setup: error: %s: %s\n' "$file" "$p" >&2
   done
@@ -737,7 +739,6 @@ collect_config() {
   [[ -f $config_src && -r $config_src ]] || die "cannot read the targets file '$config_src'"
   config_src=$(realpath "$config_src")
   collect_key
-  check_targets_paths "$config_src"
 }
 
 # Copy the (checked) targets file into place; a running service re-reads it on reload.
@@ -777,19 +778,6 @@ write_config_dropin() {
 # The single-target variables the drop-in unsets, space-separated.
 single_target_vars() {
   sed -n 's/^UnsetEnvironment=//p' "$script_dir/systemd/config-file.conf" | tr '\n' ' '
-}
-
-# Each target's token directory, from check's "output directory '...' is writable" lines:
-# the parser's own answer, for whatever check_targets_paths could not read.
-check_outputs_inside() { # CHECK_OUTPUT
-  local dir bad=0 root
-  root=$(realpath -m -- "$tokens_root")
-  while IFS= read -r dir; do
-    [[ $(realpath -m -- "$dir") == "$root"/* || $(realpath -m -- "$dir") == "$root" ]] && continue
-    printf 'setup: error: a target writes in %s, outside %s: the service could not write there\n' "$dir" "$tokens_root" >&2
-    bad=1
-  done < <(sed -n "s/^ok    output directory '\(.*\)' is writable\$/\1/p" <<<"$1")
-  return "$bad"
 }
 
 # The units sandbox the service inside a user namespace. Where this user manager cannot make
@@ -924,7 +912,6 @@ run_check_targets() { # FILE
     [[ $mode != install ]] || printf 'setup: %s is left as it was; fix %s (or the key %s) and run setup.sh again.\n' "$unit" "$file" "$key_dest" >&2
     exit "$rc"
   fi
-  check_outputs_inside "$out" || die "fix the output of those targets in $file; $unit is left as it was"
 }
 
 linger_hint() {
@@ -1069,6 +1056,7 @@ do_install() {
     collect_settings
   fi
   obtain_binary
+  ! config_mode || check_targets_paths "$config_src"
   local was_running
   was_running=$(running_units)
   install_binary

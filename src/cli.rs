@@ -91,6 +91,15 @@ pub struct CheckArgs {
     /// --dry-run uses it)
     #[arg(long)]
     pub offline: bool,
+    /// Print one JSON document instead of lines: each target's plan (output, socket, key,
+    /// the paths its service must reach) with every check's result (schema in
+    /// docs/install.md)
+    #[arg(long, conflicts_with = "paths")]
+    pub json: bool,
+    /// Only print each target's paths as `TARGET<TAB>KIND<TAB>PATH` lines (KIND: output,
+    /// output-dir, socket, socket-dir, key), for scripts; checks nothing beyond the settings
+    #[arg(long)]
+    pub paths: bool,
 }
 
 #[derive(Debug, Clone, Args)]

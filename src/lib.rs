@@ -104,11 +104,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
                 Err(e) => config_failure(&e),
             }
         }),
-        Command::Check(args) => runtime.block_on(commands::check::run(
-            single_target(&args.config),
-            clock,
-            args.offline,
-        )),
+        Command::Check(args) => {
+            let config = single_target(&args.config);
+            let report = commands::check::Report::from_flags(args.json, args.paths);
+            runtime.block_on(commands::check::run(config, clock, args.offline, report))
+        }
         Command::Status(args) => status(&args),
         Command::Revoke(args) => runtime.block_on(revoke::main(args)),
         Command::Consumer(_)

@@ -1,34 +1,101 @@
 //! `check`: a doctor for a new user. Each step prints `ok` or `FAIL` on its own line, with a
 //! hint for the fix; steps that depend on a failed one are skipped. Exit 0 only when all pass.
+//! `--json` reports the same steps with each target's install plan (`super::plan`) as one
+//! document; `--paths` prints only the plan's paths.
 
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use serde::Serialize;
+
+use super::plan;
 use crate::config::{Config, ConfigError, InstallationRef, Target};
 use crate::error::exit;
 use crate::jwt;
 use crate::refresh::{Ctx, RefreshError, Resources};
 use crate::token_file;
 
+/// How `check` reports: lines for people, one JSON document, or only the paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Text,
+    Json,
+    Paths,
+}
+
+impl Report {
+    pub fn from_flags(json: bool, paths: bool) -> Report {
+        match (json, paths) {
+            (_, true) => Report::Paths,
+            (true, _) => Report::Json,
+            _ => Report::Text,
+        }
+    }
+}
+
+/// One check's result, as `--json` reports it.
+#[derive(Debug, Serialize)]
+struct Step {
+    what: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
 struct Doctor {
     code: i32,
+    report: Report,
+    /// The steps of each target in turn; index 0 holds the configuration's problems.
+    steps: Vec<Vec<Step>>,
 }
 
 impl Doctor {
-    fn ok(&self, what: &str) {
-        println!("ok    {what}");
+    fn new(report: Report) -> Doctor {
+        Doctor {
+            code: exit::OK,
+            report,
+            steps: vec![Vec::new()],
+        }
+    }
+
+    fn say(&self, line: &str) {
+        if self.report == Report::Text {
+            println!("{line}");
+        }
+    }
+
+    fn record(&mut self, step: Step) {
+        self.steps.last_mut().expect("never empty").push(step);
+    }
+
+    fn ok(&mut self, what: &str) {
+        self.say(&format!("ok    {what}"));
+        self.record(Step {
+            what: what.into(),
+            ok: true,
+            error: None,
+            hint: None,
+        });
     }
 
     fn fail(&mut self, what: &str, error: &str, hint: Option<&str>, code: i32) {
-        println!("FAIL  {what}: {error}");
+        self.say(&format!("FAIL  {what}: {error}"));
         if let Some(h) = hint {
-            println!("      hint: {h}");
+            self.say(&format!("      hint: {h}"));
         }
         if self.code == exit::OK {
             self.code = code;
         }
+        self.record(Step {
+            what: what.into(),
+            ok: false,
+            error: Some(error.into()),
+            hint: hint.map(Into::into),
+        });
     }
 
     fn fail_refresh(&mut self, what: &str, e: &RefreshError) {
@@ -38,35 +105,87 @@ impl Doctor {
         };
         self.fail(what, &e.to_string(), hint, super::once::exit_code(e));
     }
+
+    /// The `--json` document: the plan of each target with its checks.
+    fn json(&self, targets: &[Target], offline: bool) -> serde_json::Value {
+        let targets: Vec<serde_json::Value> = targets
+            .iter()
+            .zip(self.steps.iter().skip(1))
+            .map(|(t, steps)| {
+                let mut v = serde_json::to_value(plan::of(t)).unwrap_or_default();
+                v["checks"] = serde_json::to_value(steps).unwrap_or_default();
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "version": plan::VERSION,
+            "ok": self.code == exit::OK,
+            "exit": self.code,
+            "offline": offline,
+            "problems": self.steps[0],
+            "targets": targets,
+        })
+    }
 }
 
 /// Run the checks. `config` is the result of parsing, so that a bad flag is reported as the
 /// first failed step rather than before the doctor starts.
 /// `offline` stops each target after its settings and key: nothing reaches the network or
 /// the file system beyond reading the key.
-pub async fn run(config: Result<Config, ConfigError>, clock: Arc<dyn Clock>, offline: bool) -> i32 {
-    let mut doc = Doctor { code: exit::OK };
+pub async fn run(
+    config: Result<Config, ConfigError>,
+    clock: Arc<dyn Clock>,
+    offline: bool,
+    report: Report,
+) -> i32 {
+    let mut doc = Doctor::new(report);
     let config = match config {
         Ok(c) => c,
-        Err(e) => {
-            // every problem at once: a new user fixes them in one go, not one per run
-            for problem in e.problems() {
-                doc.fail("configuration", problem, None, exit::CONFIG);
-            }
-            println!("      hint: see `github-token-refresher check --help`");
-            return doc.code;
-        }
+        Err(e) => return config_failed(doc, &e, offline),
     };
+    if report == Report::Paths {
+        return match plan::paths_lines(&config.targets) {
+            Ok(lines) => {
+                print!("{lines}");
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("github-token-refresher: {e}");
+                exit::CONFIG
+            }
+        };
+    }
     for target in &config.targets {
         if config.targets.len() > 1 {
-            println!("[{}]", target.name);
+            doc.say(&format!("[{}]", target.name));
         }
+        doc.steps.push(Vec::new());
         check_target(&mut doc, &config, target, clock.clone(), offline).await;
     }
-    if doc.code == exit::OK && offline {
+    if report == Report::Json {
+        println!("{}", doc.json(&config.targets, offline));
+    } else if doc.code == exit::OK && offline {
         println!("settings and key valid (offline: GitHub and the output directory not checked)");
     } else if doc.code == exit::OK {
         println!("all checks passed");
+    }
+    doc.code
+}
+
+/// Every problem at once: a new user fixes them in one go, not one per run.
+fn config_failed(mut doc: Doctor, e: &ConfigError, offline: bool) -> i32 {
+    if doc.report == Report::Paths {
+        for problem in e.problems() {
+            eprintln!("github-token-refresher: {problem}");
+        }
+        return exit::CONFIG;
+    }
+    for problem in e.problems() {
+        doc.fail("configuration", problem, None, exit::CONFIG);
+    }
+    doc.say("      hint: see `github-token-refresher check --help`");
+    if doc.report == Report::Json {
+        println!("{}", doc.json(&[], offline));
     }
     doc.code
 }

@@ -4,4 +4,5 @@
 pub mod check;
 pub mod docs;
 pub mod once;
+pub mod plan;
 pub mod status;

@@ -594,7 +594,7 @@ pid=$(prop $UNIT MainPID)
 run_setup config-outside --config "$HOME_DEV/cfg/outside.toml" --binary "$NEW"
 t_config_outside() {
   [[ $rc != 0 ]] || { echo "setup.sh exited 0"; return 1; }
-  contains "$out" "line 13: output '/home/dev/tokens/octo.json' is outside $RUN/$UNIT/" || return 1
+  contains "$out" "output '/home/dev/tokens/octo.json' is outside $RUN/$UNIT/" || return 1
   absent "$CONFIG_DROPIN" "$TARGETS" || return 1
   [[ $(prop $UNIT MainPID) == "$pid" ]] || { echo "the daemon was restarted"; return 1; }
 }
