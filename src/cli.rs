@@ -239,7 +239,7 @@ pub struct StatusArgs {
     #[arg(long, env = "GITHUB_TOKEN_REFRESHER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Call a token expiring within this long "expiring" (exit 1)
-    #[arg(long, env = "GITHUB_TOKEN_MIN_REMAINING", value_name = "DURATION", default_value = crate::config::DEFAULT_MIN_REMAINING)]
+    #[arg(long, env = "GITHUB_TOKEN_MIN_REMAINING", value_name = "DURATION", default_value = crate::durations::DEFAULT_MIN_REMAINING)]
     pub min_remaining: String,
     /// Print JSON instead of a sentence
     #[arg(long)]

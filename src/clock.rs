@@ -16,10 +16,12 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock tests set by hand.
+/// A clock tests set by hand; not compiled into the binary.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
 
+#[cfg(test)]
 impl ManualClock {
     pub fn new(at: DateTime<Utc>) -> Self {
         ManualClock(std::sync::Mutex::new(at))
@@ -35,6 +37,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap()

@@ -3,25 +3,30 @@
 //! flag and the fix. Loading the private key (I/O) lives in `jwt`. Reused on SIGHUP.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::durations::{
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_JITTER, DEFAULT_MIN_REMAINING, DEFAULT_REFRESH_INTERVAL,
+    format_duration, parse_duration,
+};
 use crate::revoke::Revocation;
 use crate::schedule::Policy;
 use crate::token_file::FileOptions;
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
-pub const DEFAULT_REFRESH_INTERVAL: &str = "45m";
-pub const DEFAULT_JITTER: &str = "2m";
-pub const DEFAULT_MIN_REMAINING: &str = "10m";
-pub const DEFAULT_HTTP_TIMEOUT: &str = "30s";
 /// Where systemd's `LoadCredential=github-app.pem:…` puts the key.
 pub const CREDENTIAL_NAME: &str = "github-app.pem";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+impl From<crate::jwt::KeyError> for ConfigError {
+    fn from(e: crate::jwt::KeyError) -> Self {
+        ConfigError(e.0)
+    }
+}
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
@@ -509,7 +514,7 @@ pub fn parse_api_url(s: &str) -> Result<String, ConfigError> {
     }
     match url.scheme() {
         "https" => {}
-        "http" if is_loopback(&url) => {}
+        "http" if crate::github::is_loopback(&url) => {}
         "http" => return bad("plain http:// is only allowed to a loopback address; use https://"),
         _ => return bad("expected an https:// URL"),
     }
@@ -526,20 +531,6 @@ fn without_userinfo(s: &str) -> String {
     match s.rfind('@') {
         Some(at) if at >= start => format!("{}***@{}", &s[..start], &s[at + 1..]),
         _ => s.to_owned(),
-    }
-}
-
-/// The API URL names a loopback host (`127.0.0.0/8`, `::1`, `localhost`).
-pub fn is_loopback_url(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| is_loopback(&u))
-}
-
-fn is_loopback(url: &reqwest::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 
@@ -597,66 +588,6 @@ fn parse_flag_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {
     parse_duration(s).map_err(|why| ConfigError(format!("{flag} '{}': {why}", s.escape_debug())))
 }
 
-/// `90s`, `45m`, `1h`, `1h30m`, `500ms`. A bare number is refused: units are not guessed.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const HINT: &str = "expected a duration like 90s, 45m or 1h";
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(HINT.into());
-    }
-    let mut total_ms: u64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(HINT.into());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| HINT.to_string())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let ms_per = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "" => return Err(format!("{HINT} (a unit is required)")),
-            _ => return Err(HINT.into()),
-        };
-        rest = &rest[unit_len..];
-        total_ms = n
-            .checked_mul(ms_per)
-            .and_then(|v| total_ms.checked_add(v))
-            .filter(|v| *v <= 365 * 86_400_000)
-            .ok_or_else(|| "duration is too long (at most a year)".to_string())?;
-    }
-    Ok(Duration::from_millis(total_ms))
-}
-
-/// `2700s` → `45m`, `5400s` → `1h30m`, `1500ms` → `1.5s`.
-pub fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_millis() != 0 || secs == 0 {
-        return if secs == 0 {
-            format!("{}ms", d.as_millis())
-        } else {
-            format!("{:.1}s", d.as_secs_f64())
-        };
-    }
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out += &format!("{h}h");
-    }
-    if m > 0 {
-        out += &format!("{m}m");
-    }
-    if s > 0 {
-        out += &format!("{s}s");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -670,10 +601,10 @@ mod tests {
             let e = parse_api_url(url).unwrap_err().to_string();
             assert!(!e.contains("hunter2"), "{e}");
         }
-        assert!(is_loopback_url("http://127.0.0.1:8080"));
-        assert!(is_loopback_url("http://[::1]:1"));
-        assert!(is_loopback_url("http://localhost"));
-        assert!(!is_loopback_url("https://api.github.com"));
+        assert!(crate::github::is_loopback_url("http://127.0.0.1:8080"));
+        assert!(crate::github::is_loopback_url("http://[::1]:1"));
+        assert!(crate::github::is_loopback_url("http://localhost"));
+        assert!(!crate::github::is_loopback_url("https://api.github.com"));
     }
 
     use super::*;
@@ -712,25 +643,6 @@ mod tests {
         assert_eq!(t.policy.min_remaining, Duration::from_secs(600));
         assert_eq!(t.installation, InstallationRef::Id(100));
         assert_eq!(c.http_timeout, Duration::from_secs(30));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("45m"), Ok(Duration::from_secs(2700)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(
-            parse_duration("45")
-                .unwrap_err()
-                .contains("unit is required")
-        );
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("99999999999999999999h").is_err());
-        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
     }
 
     #[test]
@@ -921,10 +833,5 @@ mod tests {
             let _ = parse_installation(None, None, Some(&s));
         }
 
-        #[test]
-        fn durations_round_trip(secs in 1u64..400_000) {
-            let d = Duration::from_secs(secs);
-            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
-        }
     }
 }

@@ -9,10 +9,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{
-    AppRef, Config, ConfigError, DEFAULT_API_URL, DEFAULT_HTTP_TIMEOUT, HostEnv, InstallationRef,
-    Target, parse_api_url, parse_app_id, parse_duration, parse_installation, parse_permissions,
-    parse_policy, parse_repositories,
+    AppRef, Config, ConfigError, DEFAULT_API_URL, HostEnv, InstallationRef, Target, parse_api_url,
+    parse_app_id, parse_installation, parse_permissions, parse_policy, parse_repositories,
 };
+use crate::durations::{DEFAULT_HTTP_TIMEOUT, parse_duration};
 use crate::token_file::FileOptions;
 
 /// Shared defaults: every key a target may also set for itself. (Spelled out in both

@@ -16,8 +16,9 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, warn};
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, InstallationRef, Target, format_duration};
+use crate::config::{Config, ConfigError, InstallationRef, Target};
 use crate::config_file::FileConfig;
+use crate::durations::format_duration;
 use crate::error::exit;
 use crate::fingerprint;
 use crate::github::Client;
@@ -695,9 +696,9 @@ impl Daemon {
                 let permanent = e.is_permanent();
                 let kind = match &e {
                     RefreshError::Github(g) => g.retry_kind(),
-                    RefreshError::Sign(_) => schedule::RetryKind::Permanent,
-                    RefreshError::Write(_) if permanent => schedule::RetryKind::Permanent,
-                    RefreshError::Write(_) => schedule::RetryKind::Transient,
+                    RefreshError::Sign(_) => crate::github::RetryKind::Permanent,
+                    RefreshError::Write(_) if permanent => crate::github::RetryKind::Permanent,
+                    RefreshError::Write(_) => crate::github::RetryKind::Transient,
                 };
                 let delay = schedule::retry_delay(kind, t.attempt, rand::random());
                 t.budget.record(now);

@@ -11,8 +11,19 @@ use std::sync::Mutex;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
 use crate::secret::{Secret, SecretBytes};
+
+/// Why the App's private key can't be used: one line naming the file and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError(pub String);
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KeyError {}
 
 /// `iat` is this far in the past, to absorb small clock differences (GitHub's advice).
 pub const IAT_BACKDATE_SECS: i64 = 60;
@@ -61,9 +72,9 @@ impl AppKey {
 
 /// Read the key file: it must exist, be owner-only (like ssh), and hold an RSA private key
 /// in PEM (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`).
-pub fn load_key(path: &Path) -> Result<AppKey, ConfigError> {
+pub fn load_key(path: &Path) -> Result<AppKey, KeyError> {
     let shown = path.display();
-    let fail = |msg: String| Err(ConfigError(msg));
+    let fail = |msg: String| Err(KeyError(msg));
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -100,10 +111,10 @@ pub fn load_key(path: &Path) -> Result<AppKey, ConfigError> {
 }
 
 /// Parse PEM text into a key, with a precise reason when it isn't a usable RSA key.
-pub fn parse_key(pem: &[u8], path: &Path) -> Result<AppKey, ConfigError> {
+pub fn parse_key(pem: &[u8], path: &Path) -> Result<AppKey, KeyError> {
     let shown = path.display();
     let text = String::from_utf8_lossy(pem);
-    let fail = |why: &str| Err(ConfigError(format!("private key file '{shown}' {why}")));
+    let fail = |why: &str| Err(KeyError(format!("private key file '{shown}' {why}")));
     if text.trim().is_empty() {
         return fail("is empty: download a new .pem from the App's settings page");
     }

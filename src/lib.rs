@@ -11,6 +11,7 @@ pub mod config;
 pub mod config_file;
 pub mod consumer;
 pub mod daemon;
+pub mod durations;
 pub mod error;
 pub mod fingerprint;
 pub mod github;
@@ -228,7 +229,7 @@ fn harden_process() {
 }
 
 fn status(args: &cli::StatusArgs) -> i32 {
-    let min = match config::parse_duration(&args.min_remaining) {
+    let min = match durations::parse_duration(&args.min_remaining) {
         Ok(d) => d,
         Err(why) => {
             return config_failure(&ConfigError(format!(

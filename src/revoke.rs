@@ -10,7 +10,8 @@ use std::time::Duration;
 use clap::Args;
 use tracing::{info, warn};
 
-use crate::config::{ConfigError, format_duration, parse_api_url, parse_duration};
+use crate::config::{ConfigError, parse_api_url};
+use crate::durations::{format_duration, parse_duration};
 use crate::error::exit;
 use crate::fingerprint;
 use crate::github::Client;

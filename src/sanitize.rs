@@ -44,6 +44,32 @@ pub fn string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error
     Ok(clean(&s))
 }
 
+/// serde_json's message (the field, what was expected, the position) without the values it
+/// quotes: `invalid type: string "ghs_…", expected u64` would print a token that sits in the
+/// wrong field.
+pub fn json_error_without_values(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let mut out = String::with_capacity(msg.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in msg.chars() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => {
+                quoted = false;
+                out.push_str("\"…\"");
+            }
+            (true, false, _) => {}
+            (false, _, '"') => quoted = true,
+            (false, _, c) => out.push(c),
+        }
+    }
+    if quoted {
+        out.push_str("\"…");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

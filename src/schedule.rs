@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::github::RetryKind;
+
 /// How often to refresh and how much to keep in hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -57,17 +59,6 @@ pub fn backoff(attempt: u32, draw: f64) -> Duration {
     let exp = attempt.saturating_sub(1).min(20);
     let full = BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP);
     full.mul_f64(0.5 + 0.5 * draw.clamp(0.0, 1.0))
-}
-
-/// The wait before the next attempt, by what went wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryKind {
-    /// 5xx, network, timeouts, bad bodies, local write errors.
-    Transient,
-    /// GitHub said when to come back (Retry-After, x-ratelimit-reset).
-    RateLimited(Duration),
-    /// Retrying won't help soon.
-    Permanent,
 }
 
 pub fn retry_delay(kind: RetryKind, attempt: u32, draw: f64) -> Duration {

@@ -68,6 +68,27 @@ impl fmt::Debug for SecretBytes {
     }
 }
 
+/// Longest token accepted. GitHub's tokens are 40 characters today and its new format about
+/// 520; anything near this is a garbled answer, not a token.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// The one rule for a token's text, applied to a minted token before it is written and by
+/// every reader of the file: non-empty, at most [`MAX_TOKEN_LEN`] bytes, visible ASCII
+/// only. A token travels as an HTTP header, an environment variable and a line of git's
+/// credential protocol; whitespace, control characters or non-ASCII would break or inject
+/// into those.
+pub fn check_token(token: &str) -> Result<(), &'static str> {
+    if token.is_empty() {
+        Err("the token is empty")
+    } else if token.len() > MAX_TOKEN_LEN {
+        Err("the token is absurdly long (more than 4096 characters)")
+    } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        Err("the token holds characters a token can't (whitespace, control or non-ASCII)")
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +111,16 @@ mod tests {
         assert_eq!(json, "\"ghs_x\"");
         let back: Secret = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn the_token_rule() {
+        assert!(check_token("ghs_AbC123").is_ok());
+        assert!(check_token(&format!("ghs_{}", "a".repeat(516))).is_ok());
+        assert!(check_token(&"a".repeat(MAX_TOKEN_LEN)).is_ok());
+        assert!(check_token(&"a".repeat(MAX_TOKEN_LEN + 1)).is_err());
+        for bad in ["", "ghs a", "ghs_\n", "ghs_\u{1b}[2J", "ghs_é", "ghs_\u{0}"] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+use crate::sanitize::json_error_without_values;
+use crate::secret::{Secret, check_token};
 
 /// What the daemon writes. Consumers in the field read exactly `token`, `expires_at` and
 /// `expires_at_unix`; everything else is for people and for `status`.
@@ -131,53 +132,6 @@ impl TokenFile {
             }
         }
     }
-}
-
-/// Longest token accepted. GitHub's tokens are 40 characters today and its new format about
-/// 520; anything near this is a garbled answer, not a token.
-pub const MAX_TOKEN_LEN: usize = 4096;
-
-/// The one rule for a token's text, applied to a minted token before it is written and by
-/// every reader of the file: non-empty, at most [`MAX_TOKEN_LEN`] bytes, visible ASCII
-/// only. A token travels as an HTTP header, an environment variable and a line of git's
-/// credential protocol; whitespace, control characters or non-ASCII would break or inject
-/// into those.
-pub fn check_token(token: &str) -> Result<(), &'static str> {
-    if token.is_empty() {
-        Err("the token is empty")
-    } else if token.len() > MAX_TOKEN_LEN {
-        Err("the token is absurdly long (more than 4096 characters)")
-    } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        Err("the token holds characters a token can't (whitespace, control or non-ASCII)")
-    } else {
-        Ok(())
-    }
-}
-
-/// serde_json's message (the field, what was expected, the position) without the values it
-/// quotes: `invalid type: string "ghs_…", expected u64` would print a token that sits in the
-/// wrong field.
-pub fn json_error_without_values(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    let mut out = String::with_capacity(msg.len());
-    let (mut quoted, mut escaped) = (false, false);
-    for c in msg.chars() {
-        match (quoted, escaped, c) {
-            (true, true, _) => escaped = false,
-            (true, false, '\\') => escaped = true,
-            (true, false, '"') => {
-                quoted = false;
-                out.push_str("\"…\"");
-            }
-            (true, false, _) => {}
-            (false, _, '"') => quoted = true,
-            (false, _, c) => out.push(c),
-        }
-    }
-    if quoted {
-        out.push_str("\"…");
-    }
-    out
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -687,17 +641,6 @@ mod tests {
             if let Err(e) = TokenFile::parse(&text) {
                 proptest::prop_assert!(!e.contains("ghs_"), "{}", e);
             }
-        }
-    }
-
-    #[test]
-    fn the_token_rule() {
-        assert!(check_token("ghs_AbC123").is_ok());
-        assert!(check_token(&format!("ghs_{}", "a".repeat(516))).is_ok());
-        assert!(check_token(&"a".repeat(MAX_TOKEN_LEN)).is_ok());
-        assert!(check_token(&"a".repeat(MAX_TOKEN_LEN + 1)).is_err());
-        for bad in ["", "ghs a", "ghs_\n", "ghs_\u{1b}[2J", "ghs_é", "ghs_\u{0}"] {
-            assert!(check_token(bad).is_err(), "{bad:?}");
         }
     }
 

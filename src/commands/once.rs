@@ -66,11 +66,14 @@ async fn mint_and_write(ctx: &Ctx, target: &Target) -> Result<String, RefreshErr
         match try_once(ctx, target).await {
             Err(RefreshError::Github(e)) if attempt < ATTEMPTS && retryable(&e) => {
                 let wait = match e.retry_kind() {
-                    schedule::RetryKind::RateLimited(d) if d <= Duration::from_secs(60) => d,
-                    schedule::RetryKind::RateLimited(_) => return Err(e.into()),
+                    crate::github::RetryKind::RateLimited(d) if d <= Duration::from_secs(60) => d,
+                    crate::github::RetryKind::RateLimited(_) => return Err(e.into()),
                     _ => schedule::backoff(attempt, rand::random()),
                 };
-                tracing::warn!("{e}; retrying in {}", crate::config::format_duration(wait));
+                tracing::warn!(
+                    "{e}; retrying in {}",
+                    crate::durations::format_duration(wait)
+                );
                 tokio::time::sleep(wait).await;
             }
             other => return other,

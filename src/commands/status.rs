@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::config::format_duration;
+use crate::durations::format_duration;
 use crate::error::exit;
 use crate::token_file::{self, Freshness, ReadError};
 

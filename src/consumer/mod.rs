@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 
-use crate::config::{DEFAULT_MIN_REMAINING, parse_duration};
+use crate::durations::{DEFAULT_MIN_REMAINING, parse_duration};
 use crate::error::exit;
 use crate::secret::Secret;
 use crate::token_file::{self, Freshness, ReadError, TokenFile};
@@ -302,10 +302,10 @@ fn read_error_message(err: &ReadError) -> String {
 
 /// A token is sent as an environment variable, an HTTP header and a line of git's
 /// credential protocol: anything but visible ASCII would break (or inject into) those.
-/// The rule is the daemon's ([`token_file::check_token`]), so a file the daemon would never
+/// The rule is the daemon's ([`crate::secret::check_token`]), so a file the daemon would never
 /// write is never used.
 fn check_token_text(token: &Secret) -> Result<(), String> {
-    token_file::check_token(token.expose()).map_err(|why| format!("{why}; refusing to use it"))
+    crate::secret::check_token(token.expose()).map_err(|why| format!("{why}; refusing to use it"))
 }
 
 /// The warning for a token file whose mode lets users other than its owner read it.

@@ -61,7 +61,7 @@ impl Client {
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .redirect(reqwest::redirect::Policy::none());
-        if crate::config::is_loopback_url(base) {
+        if super::is_loopback_url(base) {
             // a local GitHub (tests, a tunnel) is never reached through a proxy, whatever
             // HTTP(S)_PROXY/ALL_PROXY say: the App JWT would travel in clear to the proxy
             builder = builder.no_proxy();
@@ -175,7 +175,7 @@ impl Client {
         };
         // the same rule every reader of the file applies: a token the consumers would
         // refuse is a garbled answer, retried while the old file stays
-        crate::token_file::check_token(token.token.expose())
+        crate::secret::check_token(token.token.expose())
             .map_err(|why| bad(&format!("\"token\": {why}")))?;
         let expires = DateTime::parse_from_rfc3339(&token.expires_at)
             .map_err(|_| bad("\"expires_at\" is not an RFC 3339 time"))?;
@@ -224,7 +224,7 @@ impl Client {
             // the field and position, never a value (a misplaced token would be quoted)
             reason: format!(
                 "not the expected JSON: {}",
-                crate::sanitize::clean(&crate::token_file::json_error_without_values(&e))
+                crate::sanitize::clean(&crate::sanitize::json_error_without_values(&e))
             ),
         })
     }

@@ -2,7 +2,16 @@
 
 use std::time::Duration;
 
-use crate::schedule::RetryKind;
+/// What an answer says about trying again; `schedule` turns it into a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryKind {
+    /// 5xx, network, timeouts, bad bodies, local write errors.
+    Transient,
+    /// GitHub said when to come back (Retry-After, x-ratelimit-reset).
+    RateLimited(Duration),
+    /// Retrying won't help soon.
+    Permanent,
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GithubError {
