@@ -49,7 +49,7 @@ struct Current {
     /// Kept to revoke it (`revoke_on_stop`, `revoke_superseded_after`); never logged.
     token: Secret,
     /// By GitHub's clock, as written in the file.
-    expires_at_unix: i64,
+    expires: DateTime<Utc>,
     /// The same moment on the monotonic clock, when this process minted the token.
     expires_mono: Option<Instant>,
 }
@@ -242,7 +242,7 @@ impl Daemon {
             .iter()
             .map(|t| crate::metrics::TargetMetrics {
                 name: t.target.name.clone(),
-                expires_at_unix: t.current.as_ref().map(|c| c.expires_at_unix),
+                expires_at_unix: t.current.as_ref().map(|c| c.expires.timestamp()),
                 last_success_unix: t.stats.last_success_unix,
                 consecutive_failures: t.attempt,
                 successes: t.stats.successes,
@@ -506,7 +506,7 @@ impl Daemon {
                     t.stats.generation = file.generation;
                     t.current = Some(Current {
                         token: file.token.clone(),
-                        expires_at_unix: file.expires_at_unix,
+                        expires: file.expires_at(),
                         expires_mono: None,
                     });
                     // With a configuration file (many targets), a restart keeps the plan the
@@ -541,7 +541,7 @@ impl Daemon {
     fn remaining(&self, t: &TargetState) -> Option<i64> {
         let now = self.clock.now() + self.server_offset(t);
         t.current.as_ref().map(|c| {
-            let wall = c.expires_at_unix - now.timestamp();
+            let wall = (c.expires - now).num_seconds();
             match c.expires_mono {
                 Some(m) => wall.min(secs_until(m)),
                 None => wall,
@@ -610,9 +610,7 @@ impl Daemon {
                 wait = wait.min(t.wait(now, mono));
             }
             if let (Some(c), false) = (&t.current, t.expiry_reported) {
-                let local_expiry = DateTime::from_timestamp(c.expires_at_unix, 0)
-                    .unwrap_or_default()
-                    - self.server_offset(t);
+                let local_expiry = c.expires - self.server_offset(t);
                 wait = wait.min((local_expiry - now).to_std().unwrap_or(Duration::ZERO));
                 if let Some(m) = c.expires_mono {
                     wait = wait.min(m.saturating_duration_since(mono));
@@ -709,7 +707,7 @@ impl Daemon {
                 let has_token = t
                     .current
                     .as_ref()
-                    .is_some_and(|c| c.expires_at_unix > (now + offset).timestamp());
+                    .is_some_and(|c| c.expires > now + offset);
                 let wait = format_duration(Duration::from_secs(
                     (t.next_at - now).num_seconds().max(0) as u64,
                 ));
@@ -819,7 +817,7 @@ impl Daemon {
     fn describe(&self, t: &TargetState, now: DateTime<Utc>) -> String {
         let remaining = self.remaining(t);
         let expires = t.current.as_ref().map(|c| {
-            clock_time(DateTime::from_timestamp(c.expires_at_unix, 0).unwrap_or_default())
+            clock_time(c.expires)
         });
         let token = match (remaining, &expires) {
             (Some(r), Some(_)) if r > 0 => format!(
@@ -1047,13 +1045,12 @@ async fn refresh_once(
         "minted a token and wrote '{}'",
         target.output.display()
     );
-    let left =
-        DateTime::from_timestamp(written.expires_at_unix, 0).unwrap_or_default() - server_now;
+    let left = written.expires_at() - server_now;
     Ok(Published {
         generation: written.generation,
         current: Current {
             token: token.token.clone(),
-            expires_at_unix: written.expires_at_unix,
+            expires: written.expires_at(),
             expires_mono: Some(Instant::now() + left.to_std().unwrap_or(Duration::ZERO)),
         },
         refresh_at,
@@ -1133,8 +1130,7 @@ mod tests {
                 generation: 1,
                 current: Current {
                     token: Secret::new(format!("ghs_test_{i}")),
-                    expires_at_unix: (now + chrono::Duration::from_std(lifetime).unwrap())
-                        .timestamp(),
+                    expires: now + chrono::Duration::from_std(lifetime).unwrap(),
                     expires_mono: Some(Instant::now() + lifetime),
                 },
                 refresh_at: now + chrono::Duration::from_std(next).unwrap(),

@@ -206,7 +206,7 @@ impl Ctx {
     ) -> (DateTime<Utc>, DateTime<Utc>) {
         let server_now = self.server_now();
         let offset = server_now - self.clock.now();
-        let expires = DateTime::from_timestamp(token.expires_at_unix, 0).unwrap_or_default();
+        let expires = token.expires;
         let at = crate::schedule::next_refresh(
             &target.policy,
             server_now,
@@ -274,7 +274,7 @@ pub fn token_file_for(
     TokenFile {
         token: token.token.clone(),
         expires_at: token.expires_at.clone(),
-        expires_at_unix: token.expires_at_unix,
+        expires_at_unix: token.expires.timestamp(),
         generated_at: rfc3339(now),
         generated_at_unix: now.timestamp(),
         app_id: target.app.app_id.clone(),

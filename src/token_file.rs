@@ -71,8 +71,11 @@ pub enum Freshness {
 }
 
 impl TokenFile {
+    /// The expiry as a time. Every `TokenFile` holds a representable one (`parse` derives
+    /// `expires_at_unix` from the RFC 3339 text; the daemon from the minted token's parsed
+    /// time); were it not, the file counts as expired long ago, never as valid.
     pub fn expires_at(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp(self.expires_at_unix, 0).unwrap_or_default()
+        DateTime::from_timestamp(self.expires_at_unix, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
     pub fn freshness(&self, now: DateTime<Utc>, min_remaining_secs: i64) -> Freshness {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::DateTime;
 
 use crate::clock::Clock;
 use crate::config::{Config, Target};
@@ -94,7 +93,7 @@ async fn try_once(ctx: &Ctx, target: &Target) -> Result<String, RefreshError> {
         );
     }
     let server_now = ctx.server_now();
-    let expires = DateTime::from_timestamp(token.expires_at_unix, 0).unwrap_or_default();
+    let expires = token.expires;
     let refresh_at = schedule::next_refresh(&target.policy, server_now, expires, 0.0);
     let file = token_file_for(target, &inst, &token, ctx.clock.now(), refresh_at);
     let written = crate::refresh::publish(target, file, server_now).await?;

@@ -179,9 +179,9 @@ impl Client {
             .map_err(|why| bad(&format!("\"token\": {why}")))?;
         let expires = DateTime::parse_from_rfc3339(&token.expires_at)
             .map_err(|_| bad("\"expires_at\" is not an RFC 3339 time"))?;
-        token.expires_at_unix = expires.timestamp();
+        token.expires = expires.with_timezone(&Utc);
         // by GitHub's clock, learned from this very answer's Date header
-        let left = token.expires_at_unix - self.server_now(Utc::now()).timestamp();
+        let left = (token.expires - self.server_now(Utc::now())).num_seconds();
         if left <= 0 {
             return Err(bad("\"expires_at\" is in the past"));
         }

@@ -66,8 +66,9 @@ pub struct RepositoryRef {
 pub struct AccessToken {
     pub token: Secret,
     pub expires_at: String,
+    /// `expires_at`, parsed and checked by the client (GitHub's clock).
     #[serde(skip)]
-    pub expires_at_unix: i64,
+    pub expires: chrono::DateTime<chrono::Utc>,
     #[serde(default)]
     pub permissions: BTreeMap<String, serde_json::Value>,
     #[serde(default, deserialize_with = "crate::sanitize::string")]
