@@ -16,14 +16,14 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, warn};
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, InstallationRef, Target};
+use crate::config::{Config, ConfigError, Target};
 use crate::config_file::FileConfig;
 use crate::durations::format_duration;
 use crate::error::exit;
 use crate::fingerprint;
 use crate::github::Client;
 use crate::notify;
-use crate::refresh::{Ctx, RefreshError, Resolved, Resources, token_file_for};
+use crate::refresh::{Ctx, Minted, RefreshError, Resources};
 use crate::revoke;
 use crate::schedule::{self, RetryBudget};
 use crate::secret::Secret;
@@ -59,7 +59,6 @@ struct TargetState {
     target: Arc<Target>,
     /// Bumped when the target's configuration changes, to ignore older tasks' results.
     epoch: u64,
-    resolved: Option<Resolved>,
     current: Option<Current>,
     /// Local wall-clock time of the next attempt.
     next_at: DateTime<Utc>,
@@ -90,7 +89,6 @@ impl TargetState {
         TargetState {
             target: Arc::new(target),
             epoch,
-            resolved: None,
             current: None,
             next_at: now,
             next_mono: None,
@@ -156,7 +154,6 @@ struct Orphan {
 struct TaskResult {
     name: String,
     epoch: u64,
-    resolved: Option<Resolved>,
     result: Result<Published, RefreshError>,
 }
 
@@ -541,7 +538,7 @@ impl Daemon {
     fn remaining(&self, t: &TargetState) -> Option<i64> {
         let now = self.clock.now() + self.server_offset(t);
         t.current.as_ref().map(|c| {
-            let wall = (c.expires - now).num_seconds();
+            let wall = c.expires.timestamp() - now.timestamp();
             match c.expires_mono {
                 Some(m) => wall.min(secs_until(m)),
                 None => wall,
@@ -572,9 +569,8 @@ impl Daemon {
             t.in_flight = true;
             let ctx = Ctx::new(&self.res, &t.target, self.clock.clone());
             let span = tracing::info_span!("refresh", target_name = %t.target.name);
-            self.tasks.spawn(
-                refresh_task(ctx, t.target.clone(), t.epoch, t.resolved.clone()).instrument(span),
-            );
+            self.tasks
+                .spawn(refresh_task(ctx, t.target.clone(), t.epoch).instrument(span));
         }
     }
 
@@ -657,7 +653,6 @@ impl Daemon {
         let client = self.res.client(&self.targets[idx].target).clone();
         let t = &mut self.targets[idx];
         t.in_flight = false;
-        t.resolved = r.resolved;
         let mut extend = None;
         match r.result {
             Ok(p) => {
@@ -704,10 +699,7 @@ impl Daemon {
                     .budget
                     .earliest(now + chrono::Duration::from_std(delay).unwrap_or_default());
                 t.plan(at, now);
-                let has_token = t
-                    .current
-                    .as_ref()
-                    .is_some_and(|c| c.expires > now + offset);
+                let has_token = t.current.as_ref().is_some_and(|c| c.expires.timestamp() > (now + offset).timestamp());
                 let wait = format_duration(Duration::from_secs(
                     (t.next_at - now).num_seconds().max(0) as u64,
                 ));
@@ -816,9 +808,7 @@ impl Daemon {
 
     fn describe(&self, t: &TargetState, now: DateTime<Utc>) -> String {
         let remaining = self.remaining(t);
-        let expires = t.current.as_ref().map(|c| {
-            clock_time(c.expires)
-        });
+        let expires = t.current.as_ref().map(|c| clock_time(c.expires));
         let token = match (remaining, &expires) {
             (Some(r), Some(_)) if r > 0 => format!(
                 "current token valid {}",
@@ -990,51 +980,25 @@ fn clock_time(t: DateTime<Utc>) -> String {
     t.format("%H:%M:%S UTC").to_string()
 }
 
-async fn refresh_task(
-    ctx: Ctx,
-    target: Arc<Target>,
-    epoch: u64,
-    resolved: Option<Resolved>,
-) -> TaskResult {
-    let mut resolved = resolved;
-    let result = refresh_once(&ctx, &target, &mut resolved).await;
-    if let Err(RefreshError::Github(e)) = &result {
-        // an installation found by owner/repo may have been reinstalled under a new id
-        if e.status() == Some(404) && !matches!(target.installation, InstallationRef::Id(_)) {
-            resolved = None;
-        }
-    }
+async fn refresh_task(ctx: Ctx, target: Arc<Target>, epoch: u64) -> TaskResult {
+    let result = refresh_once(&ctx, &target).await;
     TaskResult {
         name: target.name.clone(),
         epoch,
-        resolved,
         result,
     }
 }
 
-async fn refresh_once(
-    ctx: &Ctx,
-    target: &Target,
-    resolved: &mut Option<Resolved>,
-) -> Result<Published, RefreshError> {
-    let inst = match resolved {
-        Some(r) => r.clone(),
-        None => {
-            let r = ctx.resolve(&target.installation).await?;
-            info!(installation_id = r.id, account = %r.account, "resolved {}", target.installation);
-            *resolved = Some(r.clone());
-            r
-        }
-    };
-    let token = ctx.mint(target, inst.id).await?;
-    if let Err(e) = ctx.verify(&token).await {
-        warn!(
-            "the new token was not accepted by GET /installation/repositories ({e}); publishing it anyway"
-        );
-    }
-    let (server_now, refresh_at) = ctx.refresh_at(target, &token);
-    let file = token_file_for(target, &inst, &token, ctx.clock.now(), refresh_at);
-    let written = crate::refresh::publish(target, file, server_now).await?;
+async fn refresh_once(ctx: &Ctx, target: &Target) -> Result<Published, RefreshError> {
+    let (minted, written) =
+        crate::refresh::refresh(ctx, target, rand::random_range(-1.0..=1.0)).await?;
+    let Minted {
+        installation: inst,
+        token,
+        refresh_at,
+        server_now,
+        ..
+    } = minted;
     info!(
         installation_id = inst.id,
         account = %inst.account,
@@ -1125,7 +1089,6 @@ mod tests {
         let r = TaskResult {
             name: d.targets[i].name().to_owned(),
             epoch: d.targets[i].epoch,
-            resolved: None,
             result: Ok(Published {
                 generation: 1,
                 current: Current {

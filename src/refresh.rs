@@ -15,12 +15,37 @@ use crate::github::{AccessToken, Client, GithubError, Installation, TokenRequest
 use crate::jwt::{self, JwtSigner};
 use crate::token_file::{self, TokenFile, WriteError, rfc3339};
 
-/// HTTP clients (one per API URL, so connections are reused) and JWT signers (one per App,
-/// so one JWT serves every target of that App until it nears expiry).
+/// HTTP clients (one per API URL, so connections are reused), JWT signers (one per App,
+/// so one JWT serves every target of that App until it nears expiry) and the installations
+/// resolved so far (one lookup per App and installation, shared by all its targets).
 #[derive(Debug, Clone, Default)]
 pub struct Resources {
     clients: HashMap<String, Client>,
     signers: HashMap<AppRef, Arc<JwtSigner>>,
+    installations: Installations,
+}
+
+/// Which installation, of which App, on which GitHub.
+type InstallationKey = (String, AppRef, InstallationRef);
+
+/// Installations resolved once per (API, App, installation) and shared across targets and
+/// tasks: with 1,000 targets on 2 installations, 2 lookups. Concurrent first lookups of one
+/// key wait for the first instead of asking too. Dropped with the `Resources` on reload;
+/// an entry is forgotten when GitHub says an owner's or repository's installation is gone.
+#[derive(Debug, Clone, Default)]
+struct Installations(Arc<std::sync::Mutex<HashMap<InstallationKey, Slot>>>);
+
+type Slot = Arc<tokio::sync::Mutex<Option<Resolved>>>;
+
+impl Installations {
+    fn slot(&self, key: &InstallationKey) -> Slot {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.clone()).or_default().clone()
+    }
+
+    fn forget(&self, key: &InstallationKey) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
 }
 
 impl Resources {
@@ -120,6 +145,7 @@ pub struct Ctx {
     pub client: Client,
     pub signer: Arc<JwtSigner>,
     pub clock: Arc<dyn Clock>,
+    installations: Installations,
 }
 
 impl Ctx {
@@ -128,6 +154,42 @@ impl Ctx {
             client: res.client(target).clone(),
             signer: res.signer(target).clone(),
             clock,
+            installations: res.installations.clone(),
+        }
+    }
+
+    /// The target's installation: looked up once per (API, App, installation), then shared.
+    /// `fresh` is true when this call asked GitHub. A 404 for an installation found by owner
+    /// or repository forgets it, so the next attempt looks again (it may have been
+    /// reinstalled under a new id).
+    pub async fn installation(&self, target: &Target) -> Result<(Resolved, bool), RefreshError> {
+        let key = (
+            target.api_url.clone(),
+            target.app.clone(),
+            target.installation.clone(),
+        );
+        let slot = self.installations.slot(&key);
+        let mut cached = slot.lock().await;
+        if let Some(r) = cached.as_ref() {
+            return Ok((r.clone(), false));
+        }
+        let r = self.resolve(&target.installation).await?;
+        *cached = Some(r.clone());
+        Ok((r, true))
+    }
+
+    /// After a failed mint: forget an owner's or repository's installation GitHub no longer
+    /// knows (404), so that the next attempt resolves it again.
+    pub fn forget_installation_after(&self, target: &Target, e: &RefreshError) {
+        if let RefreshError::Github(g) = e
+            && g.status() == Some(404)
+            && !matches!(target.installation, InstallationRef::Id(_))
+        {
+            self.installations.forget(&(
+                target.api_url.clone(),
+                target.app.clone(),
+                target.installation.clone(),
+            ));
         }
     }
 
@@ -203,16 +265,13 @@ impl Ctx {
         &self,
         target: &Target,
         token: &AccessToken,
+        jitter_draw: f64,
     ) -> (DateTime<Utc>, DateTime<Utc>) {
         let server_now = self.server_now();
         let offset = server_now - self.clock.now();
-        let expires = token.expires;
-        let at = crate::schedule::next_refresh(
-            &target.policy,
-            server_now,
-            expires,
-            rand::random_range(-1.0..=1.0),
-        ) - offset;
+        let at =
+            crate::schedule::next_refresh(&target.policy, server_now, token.expires, jitter_draw)
+                - offset;
         (server_now, at)
     }
 
@@ -258,6 +317,83 @@ pub fn attempt_worst_case(http_timeout: Duration) -> Duration {
 
 const VERIFY_FIRST_PAUSE: Duration = Duration::from_millis(500);
 const PUBLISH_ALLOWANCE: Duration = Duration::from_secs(5);
+
+/// Whether the pipeline checks a new token against the API before handing it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// The file modes: a token that does not work yet is written anyway, with a warning.
+    Warn,
+    /// The socket answers at once; its client finds out soon enough.
+    Skip,
+}
+
+/// A token minted for a target, with the file contents that describe it.
+pub struct Minted {
+    pub installation: Resolved,
+    pub token: AccessToken,
+    pub file: TokenFile,
+    /// Local wall-clock time to refresh it.
+    pub refresh_at: DateTime<Utc>,
+    /// GitHub's clock when it was minted.
+    pub server_now: DateTime<Utc>,
+}
+
+/// The pipeline's first steps, shared by `run`, `once` and the socket: resolve the
+/// installation (once per App and installation, shared), sign the JWT and mint, verify.
+/// `jitter_draw` in -1..=1 places the next refresh within the jitter (0: the middle).
+pub async fn mint(
+    ctx: &Ctx,
+    target: &Target,
+    verify: Verify,
+    jitter_draw: f64,
+) -> Result<Minted, RefreshError> {
+    let minted = mint_steps(ctx, target, verify, jitter_draw).await;
+    if let Err(e) = &minted {
+        ctx.forget_installation_after(target, e);
+    }
+    minted
+}
+
+async fn mint_steps(
+    ctx: &Ctx,
+    target: &Target,
+    verify: Verify,
+    jitter_draw: f64,
+) -> Result<Minted, RefreshError> {
+    let (installation, fresh) = ctx.installation(target).await?;
+    if fresh {
+        tracing::info!(installation_id = installation.id, account = %installation.account, "resolved {}", target.installation);
+    }
+    let token = ctx.mint(target, installation.id).await?;
+    if verify == Verify::Warn
+        && let Err(e) = ctx.verify(&token).await
+    {
+        tracing::warn!(
+            "the new token was not accepted by GET /installation/repositories ({e}); publishing it anyway"
+        );
+    }
+    let (server_now, refresh_at) = ctx.refresh_at(target, &token, jitter_draw);
+    let file = token_file_for(target, &installation, &token, ctx.clock.now(), refresh_at);
+    Ok(Minted {
+        installation,
+        token,
+        file,
+        refresh_at,
+        server_now,
+    })
+}
+
+/// The whole pipeline for a file target: [`mint`], then publish. Returns what was minted
+/// and the file as written (with its generation).
+pub async fn refresh(
+    ctx: &Ctx,
+    target: &Target,
+    jitter_draw: f64,
+) -> Result<(Minted, TokenFile), RefreshError> {
+    let minted = mint(ctx, target, Verify::Warn, jitter_draw).await?;
+    let written = publish(target, minted.file.clone(), minted.server_now).await?;
+    Ok((minted, written))
+}
 
 /// The file contents for a fresh token.
 pub fn token_file_for(

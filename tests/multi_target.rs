@@ -253,3 +253,37 @@ fn once_check_and_status_understand_the_file() {
         "{t}"
     );
 }
+
+#[test]
+fn an_installation_is_looked_up_once_for_all_its_targets() {
+    // eight targets on two installations (four by id, four by owner): two lookups, not eight
+    let env = TestEnv::new();
+    let targets: String = (0..8)
+        .map(|i| {
+            let how = if i % 2 == 0 {
+                "installation_id = 100"
+            } else {
+                "owner = \"octocat\""
+            };
+            target(&env, &format!("t{i}"), how)
+        })
+        .collect();
+    let config = write_config(&env, &targets, "refresh_interval = \"30m\"");
+    let mut n = Notify::new(env.dir.path());
+    let d = run_with(&config, &n);
+    let ready = n.wait_for("READY=1", Duration::from_secs(30), |l| l == "READY=1");
+    assert!(ready.contains("STATUS=8 targets: 8 fresh"), "{ready}");
+    assert_eq!(env.fake.mint_count(), 8);
+    let by_id = env.fake.requests_to("GET", "/app/installations/100").len();
+    let by_owner = env
+        .fake
+        .requests_to("GET", "/users/octocat/installation")
+        .len()
+        + env
+            .fake
+            .requests_to("GET", "/orgs/octocat/installation")
+            .len();
+    assert_eq!((by_id, by_owner), (1, 1), "one lookup per installation");
+    let (code, _) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}

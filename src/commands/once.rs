@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use crate::clock::Clock;
 use crate::config::{Config, Target};
 use crate::error::{Error, exit};
 use crate::github::GithubError;
-use crate::refresh::{Ctx, RefreshError, Resources, token_file_for};
+use crate::refresh::{Ctx, RefreshError, Resources};
 use crate::schedule;
 
 /// Attempts for transient errors before `once` gives up with 69.
@@ -85,18 +84,8 @@ fn retryable(e: &GithubError) -> bool {
 }
 
 async fn try_once(ctx: &Ctx, target: &Target) -> Result<String, RefreshError> {
-    let inst = ctx.resolve(&target.installation).await?;
-    let token = ctx.mint(target, inst.id).await?;
-    if let Err(e) = ctx.verify(&token).await {
-        tracing::warn!(
-            "the new token was not accepted by GET /installation/repositories ({e}); writing it anyway"
-        );
-    }
-    let server_now = ctx.server_now();
-    let expires = token.expires;
-    let refresh_at = schedule::next_refresh(&target.policy, server_now, expires, 0.0);
-    let file = token_file_for(target, &inst, &token, ctx.clock.now(), refresh_at);
-    let written = crate::refresh::publish(target, file, server_now).await?;
+    let (minted, written) = crate::refresh::refresh(ctx, target, 0.0).await?;
+    let inst = minted.installation;
     Ok(format!(
         "wrote '{}': token for {} (installation {}) valid until {}, generation {}, fingerprint {}",
         target.output.display(),

@@ -181,7 +181,7 @@ impl Client {
             .map_err(|_| bad("\"expires_at\" is not an RFC 3339 time"))?;
         token.expires = expires.with_timezone(&Utc);
         // by GitHub's clock, learned from this very answer's Date header
-        let left = (token.expires - self.server_now(Utc::now())).num_seconds();
+        let left = token.expires.timestamp() - self.server_now(Utc::now()).timestamp();
         if left <= 0 {
             return Err(bad("\"expires_at\" is in the past"));
         }

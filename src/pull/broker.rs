@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::config::Target;
 use crate::pull::scope::Scope;
-use crate::refresh::{Ctx, RefreshError, Resolved, token_file_for};
+use crate::refresh::{self, Ctx, Minted, RefreshError, Verify};
 use crate::revoke;
 use crate::token_file::{self, TokenFile};
 
@@ -68,7 +68,6 @@ struct Entry {
 pub struct Broker {
     pub target: Arc<Target>,
     ctx: Ctx,
-    resolved: tokio::sync::Mutex<Option<Resolved>>,
     entries: Mutex<HashMap<Scope, Arc<Entry>>>,
     mints: Mutex<VecDeque<Instant>>,
 }
@@ -78,7 +77,6 @@ impl Broker {
         Broker {
             target,
             ctx,
-            resolved: tokio::sync::Mutex::new(None),
             entries: Mutex::new(HashMap::new()),
             mints: Mutex::new(VecDeque::new()),
         }
@@ -210,25 +208,20 @@ impl Broker {
                 message: format!("cannot mint a token: {}", e.short()),
             }
         };
-        let resolved = {
-            let mut r = self.resolved.lock().await;
-            match r.as_ref() {
-                Some(r) => r.clone(),
-                None => {
-                    let got = self
-                        .ctx
-                        .resolve(&target.installation)
-                        .await
-                        .map_err(failed)?;
-                    *r = Some(got.clone());
-                    got
-                }
-            }
-        };
-        let token = self.ctx.mint(&target, resolved.id).await.map_err(failed)?;
-        let (_, refresh_at) = self.ctx.refresh_at(&target, &token);
+        let Minted {
+            installation: resolved,
+            file,
+            refresh_at,
+            ..
+        } = refresh::mint(
+            &self.ctx,
+            &target,
+            Verify::Skip,
+            rand::random_range(-1.0..=1.0),
+        )
+        .await
+        .map_err(failed)?;
         let now = self.ctx.clock.now();
-        let file = token_file_for(&target, &resolved, &token, now, refresh_at);
         let answer = answer_of(&file);
         info!(
             target = %self.target.name,
