@@ -687,19 +687,17 @@ impl Daemon {
                 t.attempt += 1;
                 t.stats.failures += 1;
                 let permanent = e.is_permanent();
-                let kind = match &e {
-                    RefreshError::Github(g) => g.retry_kind(),
-                    RefreshError::Sign(_) => crate::github::RetryKind::Permanent,
-                    RefreshError::Write(_) if permanent => crate::github::RetryKind::Permanent,
-                    RefreshError::Write(_) => crate::github::RetryKind::Transient,
-                };
+                let kind = crate::error::of_refresh(&e).retry;
                 let delay = schedule::retry_delay(kind, t.attempt, rand::random());
                 t.budget.record(now);
                 let at = t
                     .budget
                     .earliest(now + chrono::Duration::from_std(delay).unwrap_or_default());
                 t.plan(at, now);
-                let has_token = t.current.as_ref().is_some_and(|c| c.expires.timestamp() > (now + offset).timestamp());
+                let has_token = t
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.expires.timestamp() > (now + offset).timestamp());
                 let wait = format_duration(Duration::from_secs(
                     (t.next_at - now).num_seconds().max(0) as u64,
                 ));

@@ -1,6 +1,7 @@
 //! Exit statuses and the top-level error that maps onto them.
 
-use crate::github::GithubError;
+use crate::github::{GithubError, RetryKind};
+use crate::refresh::RefreshError;
 
 /// Documented exit statuses (sysexits.h where one fits).
 pub mod exit {
@@ -16,30 +17,76 @@ pub mod exit {
     pub const CONFIG: i32 = 78;
 }
 
-/// An error that ends a command, with the exit status it maps to.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Config(String),
-    #[error(transparent)]
-    Github(#[from] GithubError),
-    #[error("{0}")]
-    Other(String),
+/// What to do about a failed refresh: the one place that classifies errors for every
+/// command. `retry` is how long the daemon waits (via `schedule::retry_delay`); `exit` the
+/// status `once`, `check` and `revoke` end with; `hint` the fix a person can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub retry: RetryKind,
+    pub exit: i32,
+    pub hint: Option<&'static str>,
 }
 
-impl Error {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) => exit::CONFIG,
-            Error::Github(e) if e.is_permanent() => exit::CONFIG,
-            Error::Github(e) if e.is_unreachable() => exit::UNAVAILABLE,
-            Error::Github(_) | Error::Other(_) => exit::FAILURE,
-        }
+/// A GitHub answer (or the lack of one).
+pub fn of_github(e: &GithubError) -> Verdict {
+    let exit = if e.is_permanent() {
+        exit::CONFIG
+    } else if e.is_unreachable() {
+        exit::UNAVAILABLE
+    } else {
+        exit::FAILURE
+    };
+    Verdict {
+        retry: e.retry_kind(),
+        exit,
+        hint: e.hint(),
     }
 }
 
-impl From<crate::config::ConfigError> for Error {
-    fn from(e: crate::config::ConfigError) -> Self {
-        Error::Config(e.to_string())
+/// A refresh: GitHub's answer, a JWT that can't be signed (the key: a person must fix it),
+/// or a token file that can't be written (a directory where it belongs needs a person;
+/// a full or read-only disk usually passes).
+pub fn of_refresh(e: &RefreshError) -> Verdict {
+    let permanent = |exit| Verdict {
+        retry: RetryKind::Permanent,
+        exit,
+        hint: None,
+    };
+    match e {
+        RefreshError::Github(g) => of_github(g),
+        RefreshError::Sign(_) => permanent(exit::CONFIG),
+        RefreshError::Write(_) if e.is_permanent() => permanent(exit::CONFIG),
+        RefreshError::Write(_) => Verdict {
+            retry: RetryKind::Transient,
+            exit: exit::FAILURE,
+            hint: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token_file::WriteError;
+
+    #[test]
+    fn every_error_has_one_verdict() {
+        let sign = of_refresh(&RefreshError::Sign("bad key".into()));
+        assert_eq!(
+            (sign.retry, sign.exit),
+            (RetryKind::Permanent, exit::CONFIG)
+        );
+        let dir = of_refresh(&RefreshError::Write(WriteError::TargetIsDirectory(
+            "/x".into(),
+        )));
+        assert_eq!((dir.retry, dir.exit), (RetryKind::Permanent, exit::CONFIG));
+        let full = of_refresh(&RefreshError::Write(WriteError::Io {
+            dir: "/x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        }));
+        assert_eq!(
+            (full.retry, full.exit),
+            (RetryKind::Transient, exit::FAILURE)
+        );
     }
 }

@@ -197,7 +197,7 @@ pub async fn main(args: RevokeArgs) -> i32 {
             exit::OK
         }
         Ok(Err(e)) => {
-            let code = crate::error::Error::Github(e.clone()).exit_code();
+            let code = crate::error::of_github(&e).exit;
             return fail(
                 code,
                 format!(

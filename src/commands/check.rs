@@ -99,11 +99,8 @@ impl Doctor {
     }
 
     fn fail_refresh(&mut self, what: &str, e: &RefreshError) {
-        let hint = match e {
-            RefreshError::Github(g) => g.hint(),
-            _ => None,
-        };
-        self.fail(what, &e.to_string(), hint, super::once::exit_code(e));
+        let verdict = crate::error::of_refresh(e);
+        self.fail(what, &e.to_string(), verdict.hint, verdict.exit);
     }
 
     /// The `--json` document: the plan of each target with its checks.

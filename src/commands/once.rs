@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::config::{Config, Target};
-use crate::error::{Error, exit};
+use crate::error::exit;
 use crate::github::GithubError;
 use crate::refresh::{Ctx, RefreshError, Resources};
 use crate::schedule;
@@ -21,13 +21,11 @@ pub async fn run(config: Config, res: Resources, clock: Arc<dyn Clock>) -> i32 {
         match mint_and_write(&ctx, target).await {
             Ok(line) => println!("{line}"),
             Err(e) => {
-                let hint = match &e {
-                    RefreshError::Github(g) => g
-                        .hint()
-                        .map(|h| format!("\n  hint: {h}"))
-                        .unwrap_or_default(),
-                    _ => String::new(),
-                };
+                let verdict = crate::error::of_refresh(&e);
+                let hint = verdict
+                    .hint
+                    .map(|h| format!("\n  hint: {h}"))
+                    .unwrap_or_default();
                 // the target's name only when the user gave it (a configuration file)
                 let name = if config.targets.len() > 1
                     || target.name != crate::config::SINGLE_TARGET_NAME
@@ -37,7 +35,7 @@ pub async fn run(config: Config, res: Resources, clock: Arc<dyn Clock>) -> i32 {
                     String::new()
                 };
                 eprintln!("github-token-refresher: {name}{e}{hint}");
-                let c = exit_code(&e);
+                let c = verdict.exit;
                 if code == exit::OK || c == exit::CONFIG {
                     code = c;
                 }
@@ -45,16 +43,6 @@ pub async fn run(config: Config, res: Resources, clock: Arc<dyn Clock>) -> i32 {
         }
     }
     code
-}
-
-pub fn exit_code(e: &RefreshError) -> i32 {
-    match e {
-        RefreshError::Github(g) => Error::Github(g.clone()).exit_code(),
-        RefreshError::Sign(_) => exit::CONFIG,
-        // a directory where the file should be: a configuration mistake
-        RefreshError::Write(_) if e.is_permanent() => exit::CONFIG,
-        RefreshError::Write(_) => exit::FAILURE,
-    }
 }
 
 async fn mint_and_write(ctx: &Ctx, target: &Target) -> Result<String, RefreshError> {
