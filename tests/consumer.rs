@@ -51,6 +51,13 @@ struct Sandbox {
 }
 
 impl Sandbox {
+    /// `SUB --file FILE`: a consumer command reading this sandbox's token file.
+    fn cmd(&self, sub: &str) -> Command {
+        let mut c = bin();
+        c.arg(sub).arg("--file").arg(self.file());
+        c
+    }
+
     fn new() -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("sharing")).unwrap();
@@ -369,12 +376,7 @@ fn installed_as_git_credential_helper_name_git_finds_it() {
 fn token_prints_exactly_the_token() {
     let sb = Sandbox::new();
     publish(&sb.file(), "ghs_print", 3600, "");
-    let out = bin()
-        .arg("token")
-        .arg("--file")
-        .arg(sb.file())
-        .output()
-        .unwrap();
+    let out = sb.cmd("token").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "ghs_print\n");
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
@@ -391,12 +393,7 @@ fn token_prints_exactly_the_token() {
 fn token_refuses_expired_and_expiring_tokens() {
     let sb = Sandbox::new();
     publish(&sb.file(), "ghs_old", -30, "");
-    let out = bin()
-        .arg("token")
-        .arg("--file")
-        .arg(sb.file())
-        .output()
-        .unwrap();
+    let out = sb.cmd("token").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert!(
@@ -408,12 +405,7 @@ fn token_refuses_expired_and_expiring_tokens() {
     assert!(!text(&out.stderr).contains("ghs_old"));
 
     publish(&sb.file(), "ghs_soon", 300, "");
-    let out = bin()
-        .arg("token")
-        .arg("--file")
-        .arg(sb.file())
-        .output()
-        .unwrap();
+    let out = sb.cmd("token").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "default --min-remaining is 10m");
     assert!(out.stdout.is_empty());
     assert!(
@@ -421,18 +413,14 @@ fn token_refuses_expired_and_expiring_tokens() {
         "{}",
         text(&out.stderr)
     );
-    let out = bin()
-        .arg("token")
-        .arg("--file")
-        .arg(sb.file())
+    let out = sb
+        .cmd("token")
         .args(["--min-remaining", "1m"])
         .output()
         .unwrap();
     assert_eq!(text(&out.stdout), "ghs_soon\n");
-    let out = bin()
-        .arg("token")
-        .arg("--file")
-        .arg(sb.file())
+    let out = sb
+        .cmd("token")
         .env("GITHUB_TOKEN_MIN_REMAINING", "4m")
         .output()
         .unwrap();
@@ -442,12 +430,7 @@ fn token_refuses_expired_and_expiring_tokens() {
 #[test]
 fn token_explains_a_missing_file() {
     let sb = Sandbox::new();
-    let out = bin()
-        .arg("token")
-        .arg("--file")
-        .arg(sb.file())
-        .output()
-        .unwrap();
+    let out = sb.cmd("token").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -461,12 +444,7 @@ fn token_warns_when_others_can_read_the_file() {
     let sb = Sandbox::new();
     publish(&sb.file(), "ghs_open", 3600, "");
     fs::set_permissions(sb.file(), fs::Permissions::from_mode(0o644)).unwrap();
-    let out = bin()
-        .arg("token")
-        .arg("--file")
-        .arg(sb.file())
-        .output()
-        .unwrap();
+    let out = sb.cmd("token").output().unwrap();
     assert_eq!(text(&out.stdout), "ghs_open\n");
     assert!(
         text(&out.stderr).contains("readable by its group and all users (mode 0644)"),
@@ -478,10 +456,8 @@ fn token_warns_when_others_can_read_the_file() {
 /// Run `token --wait` in the background, publish after `delay`, and return how long after
 /// the publish it printed the token.
 fn wait_then_publish(sb: &Sandbox, delay: Duration) -> (Output, Duration) {
-    let child = bin()
-        .arg("token")
-        .arg("--file")
-        .arg(sb.file())
+    let child = sb
+        .cmd("token")
         .args(["--wait", "20s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -534,13 +510,7 @@ fn token_wait_replaces_an_expired_file_and_a_missing_directory() {
 fn token_wait_gives_up_after_the_duration() {
     let sb = Sandbox::new();
     let start = Instant::now();
-    let out = bin()
-        .arg("token")
-        .arg("--file")
-        .arg(sb.file())
-        .args(["--wait", "1s"])
-        .output()
-        .unwrap();
+    let out = sb.cmd("token").args(["--wait", "1s"]).output().unwrap();
     let took = start.elapsed();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
@@ -557,10 +527,8 @@ fn token_wait_gives_up_after_the_duration() {
 fn exec_passes_the_token_in_the_environment_and_the_exit_status_back() {
     let sb = Sandbox::new();
     publish(&sb.file(), "ghs_exec", 3600, "");
-    let out = bin()
-        .arg("exec")
-        .arg("--file")
-        .arg(sb.file())
+    let out = sb
+        .cmd("exec")
         .args([
             "--",
             "sh",
@@ -581,10 +549,8 @@ fn exec_passes_the_token_in_the_environment_and_the_exit_status_back() {
 fn exec_becomes_the_command_so_a_signal_is_its_own() {
     let sb = Sandbox::new();
     publish(&sb.file(), "ghs_exec", 3600, "");
-    let out = bin()
-        .arg("exec")
-        .arg("--file")
-        .arg(sb.file())
+    let out = sb
+        .cmd("exec")
         .args(["--", "sh", "-c", "kill -TERM $$"])
         .output()
         .unwrap();
@@ -603,10 +569,8 @@ fn exec_refuses_an_expired_token_and_does_not_run_the_command() {
     let sb = Sandbox::new();
     publish(&sb.file(), "ghs_old", -5, "");
     let marker = sb.path("ran");
-    let out = bin()
-        .arg("exec")
-        .arg("--file")
-        .arg(sb.file())
+    let out = sb
+        .cmd("exec")
         .args(["--", "touch"])
         .arg(&marker)
         .output()
@@ -624,10 +588,8 @@ fn exec_refuses_an_expired_token_and_does_not_run_the_command() {
 fn exec_reports_a_missing_command_as_127() {
     let sb = Sandbox::new();
     publish(&sb.file(), "ghs_exec", 3600, "");
-    let out = bin()
-        .arg("exec")
-        .arg("--file")
-        .arg(sb.file())
+    let out = sb
+        .cmd("exec")
         .args(["--", "/nonexistent/tool"])
         .output()
         .unwrap();
@@ -685,10 +647,8 @@ fn start_watch(sb: &Sandbox, log: &Path, extra: &[&str]) -> ChildGuard {
         "printf '%s %s\\n' \"$GH_TOKEN\" \"$GITHUB_TOKEN_EXPIRES_AT\" >> '{}'",
         log.display()
     );
-    let child = bin()
-        .arg("watch")
-        .arg("--file")
-        .arg(sb.file())
+    let child = sb
+        .cmd("watch")
         .arg("--exec")
         .arg(hook)
         .args(extra)
@@ -802,10 +762,8 @@ fn watch_reports_a_failing_hook_and_keeps_going() {
     publish(&sb.file(), "ghs_a", 3600, "");
     let log = sb.path("hook.log");
     let hook = format!("echo run >> '{}'; exit 3", log.display());
-    let child = bin()
-        .arg("watch")
-        .arg("--file")
-        .arg(sb.file())
+    let child = sb
+        .cmd("watch")
         .arg("--exec")
         .arg(hook)
         .stderr(Stdio::piped())

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -24,58 +23,54 @@ fn server_error_bursts_back_off_with_jitter_keep_the_token_and_recover() {
     let mut n = Notify::new(env.dir.path());
     let d = daemon(&env, &n, FAST);
     ready(&mut n);
-    let stop = AtomicBool::new(false);
     let mut all_gaps = Vec::new();
-    let seen = std::thread::scope(|s| {
-        let w = watch(
-            s,
-            vec![env.output.clone()],
-            &stop,
-            Duration::from_micros(200),
-            valid_on(&env.fake),
-        );
-        for burst in [&[500u16, 502, 503][..], &[504, 503]] {
-            let pushed = std::time::SystemTime::now();
-            for code in burst {
-                env.fake.push_fault(Fault::once(
-                    Route::AccessTokens,
-                    FaultKind::status(*code, r#"{"message":"Server Error"}"#),
-                ));
-            }
-            // once the first faulted request arrived, the file must not change until recovery
-            // (the target's previous refresh, if one was in flight, has been published)
-            wait_until("the first faulted mint", Duration::from_secs(10), || {
-                env.fake.pending_faults().len() < burst.len()
-            });
-            let held = env.read_file();
-            wait_until("recovery after the burst", Duration::from_secs(40), || {
-                env.fake.pending_faults().is_empty() && generation(&env.output) > held.generation
-            });
-            let after = env.read_file();
-            let times = mint_times_since(&env.fake, pushed);
-            // the requests that met the burst, then the first good one
-            let burst_times = &times[..burst.len() + 1];
-            let g = gaps(burst_times);
-            for (i, gap) in g.iter().enumerate() {
-                let lo = 2f64.powi(i as i32);
-                assert!(
-                    *gap >= lo - 0.05 && *gap <= 2.0 * lo + 1.5,
-                    "attempt {} waited {gap:.2}s, expected {lo}–{}s (backoff with jitter): {g:?}",
-                    i + 1,
-                    2.0 * lo
+    let seen = watching(
+        vec![env.output.clone()],
+        Duration::from_micros(200),
+        valid_on(&env.fake),
+        || {
+            for burst in [&[500u16, 502, 503][..], &[504, 503]] {
+                let pushed = std::time::SystemTime::now();
+                for code in burst {
+                    env.fake.push_fault(Fault::once(
+                        Route::AccessTokens,
+                        FaultKind::status(*code, r#"{"message":"Server Error"}"#),
+                    ));
+                }
+                // once the first faulted request arrived, the file must not change until recovery
+                // (the target's previous refresh, if one was in flight, has been published)
+                wait_until("the first faulted mint", Duration::from_secs(10), || {
+                    env.fake.pending_faults().len() < burst.len()
+                });
+                let held = env.read_file();
+                wait_until("recovery after the burst", Duration::from_secs(40), || {
+                    env.fake.pending_faults().is_empty()
+                        && generation(&env.output) > held.generation
+                });
+                let after = env.read_file();
+                let times = mint_times_since(&env.fake, pushed);
+                // the requests that met the burst, then the first good one
+                let burst_times = &times[..burst.len() + 1];
+                let g = gaps(burst_times);
+                for (i, gap) in g.iter().enumerate() {
+                    let lo = 2f64.powi(i as i32);
+                    assert!(
+                        *gap >= lo - 0.05 && *gap <= 2.0 * lo + 1.5,
+                        "attempt {} waited {gap:.2}s, expected {lo}–{}s (backoff with jitter): {g:?}",
+                        i + 1,
+                        2.0 * lo
+                    );
+                }
+                all_gaps.extend(g);
+                assert_eq!(
+                    after.generation,
+                    held.generation + 1,
+                    "the file was not rewritten during the burst, and at once after it"
                 );
+                assert!(env.fake.is_token_valid(after.token.expose()));
             }
-            all_gaps.extend(g);
-            assert_eq!(
-                after.generation,
-                held.generation + 1,
-                "the file was not rewritten during the burst, and at once after it"
-            );
-            assert!(env.fake.is_token_valid(after.token.expose()));
-        }
-        stop.store(true, Ordering::Relaxed);
-        w.join().unwrap()
-    });
+        },
+    );
     assert_eq!(seen.bad, 0, "a reader saw: {:?}", seen.problems);
     let status = n
         .statuses()
@@ -135,69 +130,64 @@ fn network_and_body_faults_are_retried_and_the_first_good_answer_recovers() {
         ),
         ("hang", FaultKind::Hang, "timed out"),
     ];
-    let stop = AtomicBool::new(false);
     let mut figures = Vec::new();
-    let seen = std::thread::scope(|s| {
-        let w = watch(
-            s,
-            vec![env.output.clone()],
-            &stop,
-            Duration::from_micros(200),
-            valid_on(&env.fake),
-        );
-        for (name, kind, expect) in &cases {
-            let pushed = std::time::SystemTime::now();
-            env.fake
-                .push_fault(Fault::once(Route::AccessTokens, kind.clone()));
-            wait_until(
-                &format!("{name}: the fault is met"),
-                Duration::from_secs(10),
-                || env.fake.pending_faults().is_empty(),
-            );
-            let faulted_at = Instant::now();
+    let seen = watching(
+        vec![env.output.clone()],
+        Duration::from_micros(200),
+        valid_on(&env.fake),
+        || {
+            for (name, kind, expect) in &cases {
+                let pushed = std::time::SystemTime::now();
+                env.fake
+                    .push_fault(Fault::once(Route::AccessTokens, kind.clone()));
+                wait_until(
+                    &format!("{name}: the fault is met"),
+                    Duration::from_secs(10),
+                    || env.fake.pending_faults().is_empty(),
+                );
+                let faulted_at = Instant::now();
+                let held = generation(&env.output);
+                wait_until(
+                    &format!("{name}: recovery"),
+                    Duration::from_secs(15),
+                    || generation(&env.output) > held,
+                );
+                let times = mint_times_since(&env.fake, pushed);
+                let gap = gaps(&times[..2])[0];
+                figures.push(format!("{name}: {gap:.2}s"));
+                // the faulted request, then a wait of 1–2 s (plus the 2 s timeout for a hang)
+                let (lo, hi) = if *name == "hang" {
+                    (3.0, 5.5)
+                } else {
+                    (1.0, 3.5)
+                };
+                assert!(
+                    (lo - 0.05..=hi).contains(&gap),
+                    "{name}: the retry came {gap:.2}s after the faulted request, expected {lo}–{hi}s"
+                );
+                assert!(
+                    faulted_at.elapsed() < Duration::from_secs(10),
+                    "{name}: recovered on the first good answer"
+                );
+                d.wait_log(expect, Duration::from_secs(5), |l| l.contains(expect));
+            }
+            // a large answer under the 1 MiB cap is fine: the very next mint succeeds
             let held = generation(&env.output);
-            wait_until(
-                &format!("{name}: recovery"),
-                Duration::from_secs(15),
-                || generation(&env.output) > held,
+            let errors_before = d.log().matches(" WARN ").count();
+            env.fake.push_fault(Fault::once(
+                Route::AccessTokens,
+                FaultKind::Oversized(900 << 10),
+            ));
+            wait_until("a 900 KiB answer", Duration::from_secs(10), || {
+                env.fake.pending_faults().is_empty() && generation(&env.output) > held
+            });
+            assert_eq!(
+                d.log().matches(" WARN ").count(),
+                errors_before,
+                "900 KiB is under the cap"
             );
-            let times = mint_times_since(&env.fake, pushed);
-            let gap = gaps(&times[..2])[0];
-            figures.push(format!("{name}: {gap:.2}s"));
-            // the faulted request, then a wait of 1–2 s (plus the 2 s timeout for a hang)
-            let (lo, hi) = if *name == "hang" {
-                (3.0, 5.5)
-            } else {
-                (1.0, 3.5)
-            };
-            assert!(
-                (lo - 0.05..=hi).contains(&gap),
-                "{name}: the retry came {gap:.2}s after the faulted request, expected {lo}–{hi}s"
-            );
-            assert!(
-                faulted_at.elapsed() < Duration::from_secs(10),
-                "{name}: recovered on the first good answer"
-            );
-            d.wait_log(expect, Duration::from_secs(5), |l| l.contains(expect));
-        }
-        // a large answer under the 1 MiB cap is fine: the very next mint succeeds
-        let held = generation(&env.output);
-        let errors_before = d.log().matches(" WARN ").count();
-        env.fake.push_fault(Fault::once(
-            Route::AccessTokens,
-            FaultKind::Oversized(900 << 10),
-        ));
-        wait_until("a 900 KiB answer", Duration::from_secs(10), || {
-            env.fake.pending_faults().is_empty() && generation(&env.output) > held
-        });
-        assert_eq!(
-            d.log().matches(" WARN ").count(),
-            errors_before,
-            "900 KiB is under the cap"
-        );
-        stop.store(true, Ordering::Relaxed);
-        w.join().unwrap()
-    });
+        },
+    );
     assert_eq!(seen.bad, 0, "a reader saw: {:?}", seen.problems);
     eprintln!("retry after each fault: {}", figures.join(", "));
     let (code, log) = d.stop(Duration::from_secs(10));
@@ -506,34 +496,16 @@ fn github_clock_five_minutes_ahead_schedules_by_githubs_clock() {
     env.fake.set_clock_offset(300);
     env.fake.set_token_lifetime(Duration::from_secs(20));
     let mut n = Notify::new(env.dir.path());
-    let d = daemon(
-        &env,
-        &n,
-        &[
-            "--installation-id",
-            "100",
-            "--refresh-interval",
-            "30m",
-            "--jitter",
-            "0s",
-            "--min-remaining",
-            "8s",
-        ],
-    );
+    let d = daemon(&env, &n, &schedule("30m", "8s"));
     ready(&mut n);
-    let stop = AtomicBool::new(false);
-    let seen = std::thread::scope(|s| {
-        let w = watch(
-            s,
-            vec![env.output.clone()],
-            &stop,
-            Duration::from_millis(2),
-            valid_on(&env.fake),
-        );
-        std::thread::sleep(Duration::from_secs(30));
-        stop.store(true, Ordering::Relaxed);
-        w.join().unwrap()
-    });
+    let seen = watching(
+        vec![env.output.clone()],
+        Duration::from_millis(2),
+        valid_on(&env.fake),
+        || {
+            std::thread::sleep(Duration::from_secs(30));
+        },
+    );
     assert_eq!(seen.bad, 0, "{:?}", seen.problems);
     assert!(
         env.fake.mint_count() >= 3,
@@ -673,20 +645,7 @@ fn a_token_that_expires_while_github_is_down_is_reported_and_replaced_at_once() 
     let env = TestEnv::new();
     env.fake.set_token_lifetime(Duration::from_secs(4));
     let mut n = Notify::new(env.dir.path());
-    let d = daemon(
-        &env,
-        &n,
-        &[
-            "--installation-id",
-            "100",
-            "--refresh-interval",
-            "30m",
-            "--jitter",
-            "0s",
-            "--min-remaining",
-            "1s",
-        ],
-    );
+    let d = daemon(&env, &n, &schedule("30m", "1s"));
     ready(&mut n);
     env.fake.push_fault(Fault::new(
         Route::AccessTokens,

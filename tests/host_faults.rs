@@ -13,7 +13,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -182,18 +181,9 @@ fn a_wall_clock_stepped_back_does_not_delay_the_refresh() {
     env.fake.set_token_lifetime(Duration::from_secs(30));
     let mut n = Notify::new(env.dir.path());
     let mut c = env.cmd("run");
-    c.args([
-        "--installation-id",
-        "100",
-        "--refresh-interval",
-        "20s",
-        "--jitter",
-        "0s",
-        "--min-remaining",
-        "5s",
-    ])
-    .env("NOTIFY_SOCKET", &n.path)
-    .env("RUST_LOG", "trace");
+    c.args(schedule("20s", "5s"))
+        .env("NOTIFY_SOCKET", &n.path)
+        .env("RUST_LOG", "trace");
     ft.apply(&mut c);
     let d = Proc::spawn(c);
     ready(&mut n);
@@ -201,19 +191,14 @@ fn a_wall_clock_stepped_back_does_not_delay_the_refresh() {
     if !ft.set_and_notify("-50m") {
         return;
     }
-    let stop = AtomicBool::new(false);
-    let seen = std::thread::scope(|s| {
-        let w = watch(
-            s,
-            vec![env.output.clone()],
-            &stop,
-            Duration::from_millis(5),
-            valid_on(&env.fake),
-        );
-        std::thread::sleep(Duration::from_secs(45));
-        stop.store(true, Ordering::Relaxed);
-        w.join().unwrap()
-    });
+    let seen = watching(
+        vec![env.output.clone()],
+        Duration::from_millis(5),
+        valid_on(&env.fake),
+        || {
+            std::thread::sleep(Duration::from_secs(45));
+        },
+    );
     assert_eq!(
         seen.bad, 0,
         "the token expired after the clock step: {:?}",
@@ -316,75 +301,70 @@ fn a_full_or_read_only_output_file_system_keeps_the_old_file_and_recovers() {
     let d = Proc::spawn(c);
     ready(&mut n);
     let mut figures = Vec::new();
-    let stop = AtomicBool::new(false);
-    let seen = std::thread::scope(|s| {
-        let w = watch(
-            s,
-            vec![output.clone()],
-            &stop,
-            Duration::from_millis(1),
-            valid_on(&env.fake),
-        );
-        for (what, errno_text) in [
-            ("disk full", "No space left on device"),
-            ("read-only", "Read-only file system"),
-        ] {
-            n.drain();
-            let filler = match what {
-                "disk full" => Some(fill(&mount.path)),
-                _ => {
-                    mount.remount("ro");
-                    None
+    let seen = watching(
+        vec![output.clone()],
+        Duration::from_millis(1),
+        valid_on(&env.fake),
+        || {
+            for (what, errno_text) in [
+                ("disk full", "No space left on device"),
+                ("read-only", "Read-only file system"),
+            ] {
+                n.drain();
+                let filler = match what {
+                    "disk full" => Some(fill(&mount.path)),
+                    _ => {
+                        mount.remount("ro");
+                        None
+                    }
+                };
+                let held = token_file::read(&output).unwrap();
+                let status = wait_status(
+                    &mut n,
+                    &format!("{what}: STATUS with the error"),
+                    Duration::from_secs(15),
+                    |s| s.contains(errno_text),
+                );
+                assert!(
+                    status.contains("cannot write token file")
+                        && status.contains("current token valid"),
+                    "{what}: {status}"
+                );
+                d.wait_log(
+                    &format!("{what} in the journal"),
+                    Duration::from_secs(5),
+                    |l| l.contains(errno_text),
+                );
+                // a few failed attempts later the old file is still there, intact and valid
+                std::thread::sleep(Duration::from_secs(3));
+                let still = token_file::read(&output).unwrap();
+                assert_eq!(
+                    (still.generation, still.token.expose()),
+                    (held.generation, held.token.expose()),
+                    "{what}: the old file is untouched"
+                );
+                assert!(
+                    temp_files(output.parent().unwrap()).is_empty(),
+                    "{what}: no temp file left behind"
+                );
+                // space (or write access) returns
+                let back = Instant::now();
+                match filler {
+                    Some(f) => fs::remove_file(f).unwrap(),
+                    None => mount.remount("rw"),
                 }
-            };
-            let held = token_file::read(&output).unwrap();
-            let status = wait_status(
-                &mut n,
-                &format!("{what}: STATUS with the error"),
-                Duration::from_secs(15),
-                |s| s.contains(errno_text),
-            );
-            assert!(
-                status.contains("cannot write token file")
-                    && status.contains("current token valid"),
-                "{what}: {status}"
-            );
-            d.wait_log(
-                &format!("{what} in the journal"),
-                Duration::from_secs(5),
-                |l| l.contains(errno_text),
-            );
-            // a few failed attempts later the old file is still there, intact and valid
-            std::thread::sleep(Duration::from_secs(3));
-            let still = token_file::read(&output).unwrap();
-            assert_eq!(
-                (still.generation, still.token.expose()),
-                (held.generation, held.token.expose()),
-                "{what}: the old file is untouched"
-            );
-            assert!(
-                temp_files(output.parent().unwrap()).is_empty(),
-                "{what}: no temp file left behind"
-            );
-            // space (or write access) returns
-            let back = Instant::now();
-            match filler {
-                Some(f) => fs::remove_file(f).unwrap(),
-                None => mount.remount("rw"),
+                wait_until(
+                    &format!("{what}: recovery"),
+                    Duration::from_secs(20),
+                    || generation(&output) > held.generation,
+                );
+                figures.push(format!(
+                    "{what}: recovered {:.1}s after the fix",
+                    back.elapsed().as_secs_f64()
+                ));
             }
-            wait_until(
-                &format!("{what}: recovery"),
-                Duration::from_secs(20),
-                || generation(&output) > held.generation,
-            );
-            figures.push(format!(
-                "{what}: recovered {:.1}s after the fix",
-                back.elapsed().as_secs_f64()
-            ));
-        }
-        stop.store(true, Ordering::Relaxed);
-        w.join().unwrap()
-    });
+        },
+    );
     assert_eq!(seen.bad, 0, "a reader saw: {:?}", seen.problems);
     eprintln!("{}", figures.join("; "));
     let (_, log) = d.stop(Duration::from_secs(10));
@@ -525,45 +505,40 @@ fn sigkill_at_random_points_leaves_the_old_or_the_new_file_and_a_restart_cleans_
     let dir = env.output.parent().unwrap().to_owned();
     let (mut killed, mut completed, mut temps_seen) = (0, 0, 0);
     let mut durations = Vec::new();
-    let stop = AtomicBool::new(false);
-    let seen = std::thread::scope(|s| {
-        let w = watch(
-            s,
-            vec![env.output.clone()],
-            &stop,
-            Duration::from_micros(100),
-            valid_on(&env.fake),
-        );
-        // how long one `once` takes here (with the reader running), to aim the kills at the
-        // end of a run, where it writes; measured again every tenth run
-        let mut full = Duration::ZERO;
-        for i in 0..RUNS {
-            if i % 10 == 0 {
-                let t = Instant::now();
-                assert!(once_cmd().status().unwrap().success());
-                full = t.elapsed();
-                durations.push(full);
+    let seen = watching(
+        vec![env.output.clone()],
+        Duration::from_micros(100),
+        valid_on(&env.fake),
+        || {
+            // how long one `once` takes here (with the reader running), to aim the kills at the
+            // end of a run, where it writes; measured again every tenth run
+            let mut full = Duration::ZERO;
+            for i in 0..RUNS {
+                if i % 10 == 0 {
+                    let t = Instant::now();
+                    assert!(once_cmd().status().unwrap().success());
+                    full = t.elapsed();
+                    durations.push(full);
+                }
+                let temps_before = temp_files(&dir).len();
+                let mut child = once_cmd().spawn().unwrap();
+                std::thread::sleep(full.mul_f64(rand::random_range(0.5..1.1)));
+                let _ = child.kill();
+                let st = child.wait().unwrap();
+                if st.signal() == Some(9) {
+                    killed += 1;
+                } else {
+                    completed += 1;
+                }
+                // after every kill: a complete file with a token GitHub handed out
+                let f = token_file::read(&env.output).expect("a complete file after SIGKILL");
+                assert!(env.fake.is_token_valid(f.token.expose()));
+                if temp_files(&dir).len() > temps_before {
+                    temps_seen += 1;
+                }
             }
-            let temps_before = temp_files(&dir).len();
-            let mut child = once_cmd().spawn().unwrap();
-            std::thread::sleep(full.mul_f64(rand::random_range(0.5..1.1)));
-            let _ = child.kill();
-            let st = child.wait().unwrap();
-            if st.signal() == Some(9) {
-                killed += 1;
-            } else {
-                completed += 1;
-            }
-            // after every kill: a complete file with a token GitHub handed out
-            let f = token_file::read(&env.output).expect("a complete file after SIGKILL");
-            assert!(env.fake.is_token_valid(f.token.expose()));
-            if temp_files(&dir).len() > temps_before {
-                temps_seen += 1;
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        w.join().unwrap()
-    });
+        },
+    );
     let full = durations.iter().sum::<Duration>() / durations.len() as u32;
     assert_eq!(seen.bad, 0, "a reader saw: {:?}", seen.problems);
     eprintln!(
@@ -632,36 +607,28 @@ fn a_reader_racing_two_thousand_rewrites_never_sees_a_torn_file() {
     let expires = now.timestamp() + 3600;
     token_file::prepare_dir(&path, FileOptions::default()).unwrap();
     token_file::publish(&path, sample(0, expires), FileOptions::default(), now).unwrap();
-    let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let (seen, written) = std::thread::scope(|s| {
-        let w = watch(
-            s,
-            vec![path.clone()],
-            &stop,
-            Duration::ZERO,
-            |_, f: &TokenFile| {
-                let expected = format!("ghs_{:036}", f.generation.saturating_sub(1));
-                if f.token.expose() == expected
-                    && f.repositories.as_ref().is_some_and(|r| r.len() == 50)
-                {
-                    Ok(())
-                } else {
-                    Err("the token does not belong to its generation".into())
-                }
-            },
-        );
-        let writer = s.spawn(|| {
+    let seen = watching(
+        vec![path.clone()],
+        Duration::ZERO,
+        |_, f: &TokenFile| {
+            let expected = format!("ghs_{:036}", f.generation.saturating_sub(1));
+            if f.token.expose() == expected
+                && f.repositories.as_ref().is_some_and(|r| r.len() == 50)
+            {
+                Ok(())
+            } else {
+                Err("the token does not belong to its generation".into())
+            }
+        },
+        || {
             for g in 1..=REWRITES {
                 token_file::publish(&path, sample(g, expires), FileOptions::default(), now)
                     .unwrap();
             }
-            REWRITES
-        });
-        let written = writer.join().unwrap();
-        stop.store(true, Ordering::Relaxed);
-        (w.join().unwrap(), written)
-    });
+        },
+    );
+    let written = REWRITES;
     let took = started.elapsed();
     eprintln!(
         "{written} rewrites in {:.1}s ({:.0}/s); the reader made {} reads and saw {} distinct generations, none torn",

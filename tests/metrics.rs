@@ -99,17 +99,10 @@ fn the_metrics_file_parses_and_follows_mints_and_failures() {
         &env,
         &n,
         &[
-            "--installation-id",
-            "100",
-            "--refresh-interval",
-            "2s",
-            "--jitter",
-            "0s",
-            "--min-remaining",
-            "1s",
-            "--metrics-file",
-            prom.to_str().unwrap(),
-        ],
+            &schedule("2s", "1s")[..],
+            &["--metrics-file", prom.to_str().unwrap()],
+        ]
+        .concat(),
     );
     ready(&mut n);
     let t = [("target", "default")];

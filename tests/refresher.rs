@@ -405,16 +405,7 @@ fn check_passes_and_fails_with_the_right_hint() {
 /// `run` refreshing every 2 s (at the default `RUST_LOG=debug`), with `extra`.
 fn daemon_every_2s(env: &TestEnv, listener: &Notify, extra: &[&str]) -> Proc {
     let mut c = env.cmd("run");
-    c.args([
-        "--installation-id",
-        "100",
-        "--refresh-interval",
-        "2s",
-        "--jitter",
-        "0s",
-        "--min-remaining",
-        "1s",
-    ]);
+    c.args(schedule("2s", "1s"));
     c.args(extra);
     c.env("NOTIFY_SOCKET", &listener.path);
     Proc::spawn(c)

@@ -609,3 +609,44 @@ pub fn rss_and_fds(pid: i32) -> (u64, usize) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     (rss, fds)
 }
+
+/// Run `body` while a [`watch`] thread re-reads `paths` (see there), then stop the watcher
+/// and return what it saw. The watcher stops also when `body` panics, so a failing
+/// assertion fails the test instead of hanging it.
+pub fn watching(
+    paths: Vec<PathBuf>,
+    pause: Duration,
+    check: impl Fn(&Path, &TokenFile) -> Result<(), String> + Send,
+    body: impl FnOnce(),
+) -> Seen {
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let w = watch(s, paths, &stop, pause, check);
+        {
+            let _stop = StopOnDrop(&stop);
+            body();
+        }
+        w.join().unwrap()
+    })
+}
+
+/// The single-target schedule flags most daemon tests use: installation 100, a refresh
+/// every `refresh`, no jitter, due when less than `min_remaining` is left.
+pub fn schedule<'a>(refresh: &'a str, min_remaining: &'a str) -> [&'a str; 8] {
+    [
+        "--installation-id",
+        "100",
+        "--refresh-interval",
+        refresh,
+        "--jitter",
+        "0s",
+        "--min-remaining",
+        min_remaining,
+    ]
+}

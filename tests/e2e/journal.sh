@@ -26,104 +26,23 @@
 #   E2E_LOGS  directory for the logs of each step (default: a new temporary directory)
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-sandbox=${SANDBOX:-$repo/../shared/systemd-sandbox/sandbox}
-gtr_bin=${GTR_BIN:-$repo/target/debug/github-token-refresher}
-fake_bin=${FAKE_BIN:-$repo/target/debug/fake-github}
-logs=${E2E_LOGS:-$(mktemp -d /tmp/gtr-e2e-journal.XXXXXX)}
-mkdir -p "$logs"
-
-die() { echo "journal.sh: $*" >&2; exit 2; }
-[[ $(id -u) == 0 ]] || die "needs root (the sandbox does)"
-[[ -x $sandbox ]] || die "no sandbox script at $sandbox (set SANDBOX=)"
-for b in "$gtr_bin" "$fake_bin"; do
-  [[ -f $b && -x $b ]] || die "no binary $b; build first (cargo build --workspace --bins) or set GTR_BIN / FAKE_BIN"
-done
-"$sandbox" status | grep -q ': up' && die "the sandbox is already up; run: $sandbox down"
-bins=""
+export E2E_JOURNAL_FORMAT=verbose
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+e2e_init journal
 
 # --- inside the machine -----------------------------------------------------------------------
-GTR=/opt/e2e/bin/github-token-refresher
-FAKE=/opt/e2e/bin/fake-github
-SETUP=/src/setup.sh
-API=http://127.0.0.1:8080
-HOME_DEV=/home/dev
-RUN=/run/user/1000
-UNIT=github-token-refresher
-KEY=$HOME_DEV/fake-key/app.pem
 T1=$RUN/$UNIT/agent-1/token.json
 T2=$RUN/$UNIT/agent-2/token.json
 
-u() { "$sandbox" user "$@" </dev/null; }   # as dev, in a login shell, with systemctl --user
-
-passed=0
-failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1"; failed=$((failed + 1)); }
-# expect NAME CMD...: PASS if CMD succeeds. CMD says why on stdout when it fails.
-expect() {
-  local name=$1 _out _rc=0
-  shift
-  _out=$("$@" 2>&1) || _rc=$?
-  if ((_rc == 0)); then
-    pass "$name"
-  else
-    fail "$name"
-    [[ -z $_out ]] || printf "%s\n" "$_out" | head -n 20 | sed "s/^/     /"
-  fi
-}
-
-finish() {
-  local rc=$?
-  if [[ -n ${booted:-} && -z ${summarised:-} ]]; then
-    fail "the suite itself stopped early (exit $rc); see above and $logs"
-    echo "$passed passed, $failed failed"
-    rc=1
-  fi
-  if [[ -n ${booted:-} ]]; then
-    u journalctl --user --no-pager -o verbose >"$logs/journal-user.log" 2>&1 || true
-    "$sandbox" down >/dev/null 2>&1 || true
-  fi
-  [[ -z $bins ]] || rm -rf "$bins"
-  echo "logs: $logs"
-  exit "$rc"
-}
-trap finish EXIT
-
-# Test a snapshot: a cargo build running meanwhile must not swap a binary under the suite.
-bins=$(mktemp -d /tmp/gtr-e2e-bin.XXXXXX)
-chmod 0755 "$bins"
-cp "$gtr_bin" "$bins/github-token-refresher"
-cp "$fake_bin" "$bins/fake-github"
-
-prop() { u systemctl --user show -p "$2" --value "$1"; }
-wait_for() { # SECONDS CMD...: until CMD succeeds
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.5
-  done
-}
-contains() { # TEXT NEEDLE
-  grep -qF -- "$2" <<<"$1" || { echo "missing: $2"; printf '%s\n' "$1" | tail -n 15; return 1; }
-}
 # the unit's journal, as a user types it: journal ARGS...
 journal() { u journalctl --user -u "$UNIT" --no-pager "$@"; }
 generation_of() { u python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["generation"])' "$1"; }
 generation_at_least() { local g; g=$(generation_of "$1") && ((g >= $2)); }
 
 # --- boot ---------------------------------------------------------------------------------------
-echo "booting the sandbox (logs in $logs)"
-"$sandbox" up --bind "$repo:/src" --bind "$bins:/opt/e2e/bin" >"$logs/sandbox-up.log" 2>&1 ||
-  { cat "$logs/sandbox-up.log" >&2; die "sandbox up failed"; }
-booted=1
-# From here on a failing command is a failing check, not the end of the suite.
-set +e
-u systemd-run --user --quiet --unit=e2e-fake-github "$FAKE" --listen 127.0.0.1:8080 \
-  --token-lifetime 20m --key-out "$HOME_DEV/fake-key"
-wait_for 20 u curl -fsS "$API/_fake/stats" || die "the fake GitHub did not come up: $(u journalctl --user -u e2e-fake-github -o cat --no-pager)"
-wait_for 5 u test -f "$KEY" || die "the fake GitHub wrote no key"
+e2e_boot
+e2e_start_fake
 
 # --- install: two targets, refreshed every 4 s so that routine mints fill the journal --------
 "$sandbox" user bash -c "mkdir -p ~/cfg && cat >~/cfg/targets.toml" <<EOF
@@ -264,6 +183,4 @@ t_extras_removed() {
   [[ -z $(u find "$MAN1" -name "$UNIT*" 2>/dev/null) ]] || { echo "man pages left: $(u ls "$MAN1")"; return 1; }
 }
 expect "setup.sh --uninstall removes the completions and the man pages" t_extras_removed
-summarised=1
-echo "$passed passed, $failed failed"
-((failed == 0))
+e2e_summary

@@ -19,103 +19,15 @@
 # another one.
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-sandbox=${SANDBOX:-$repo/../shared/systemd-sandbox/sandbox}
-gtr_bin=${GTR_BIN:-$repo/target/debug/github-token-refresher}
-fake_bin=${FAKE_BIN:-$repo/target/debug/fake-github}
-logs=${E2E_LOGS:-$(mktemp -d /tmp/gtr-e2e-socket.XXXXXX)}
-mkdir -p "$logs"
-
-die() { echo "socket.sh: $*" >&2; exit 2; }
-[[ $(id -u) == 0 ]] || die "needs root (the sandbox does)"
-[[ -x $sandbox ]] || die "no sandbox script at $sandbox (set SANDBOX=)"
-for b in "$gtr_bin" "$fake_bin"; do
-  [[ -f $b && -x $b ]] || die "no binary $b; build first (cargo build --bins) or set GTR_BIN / FAKE_BIN"
-done
-"$sandbox" status | grep -q ': up' && die "the sandbox is already up; run: $sandbox down"
-bins=""
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+e2e_init socket
 
 # --- inside the machine -----------------------------------------------------------------------
-GTR=/opt/e2e/bin/github-token-refresher
-FAKE=/opt/e2e/bin/fake-github
-SETUP=/src/setup.sh
-API=http://127.0.0.1:8080
-HOME_DEV=/home/dev
-RUN=/run/user/1000
-UNIT=github-token-refresher
 SERVICE=$UNIT.service
 SOCKET_UNIT=$UNIT-pull.socket
 SOCK=$RUN/$UNIT/token.sock
-KEY=$HOME_DEV/fake-key/app.pem
-USER_UNITS=$HOME_DEV/.config/systemd/user
 
-u() { "$sandbox" user "$@" </dev/null; }
-ush() { "$sandbox" user bash -c "$1" </dev/null; }
-
-passed=0
-failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1"; failed=$((failed + 1)); }
-expect() { # NAME CMD...: PASS if CMD succeeds; CMD says why on stdout when it fails
-  local name=$1 _out _rc=0
-  shift
-  _out=$("$@" 2>&1) || _rc=$?
-  if ((_rc == 0)); then
-    pass "$name"
-  else
-    fail "$name"
-    [[ -z $_out ]] || printf "%s\n" "$_out" | head -n 20 | sed "s/^/     /"
-  fi
-}
-
-finish() {
-  local rc=$?
-  if [[ -n ${booted:-} && -z ${summarised:-} ]]; then
-    fail "the suite itself stopped early (exit $rc); see above and $logs"
-    echo "$passed passed, $failed failed"
-    rc=1
-  fi
-  if [[ -n ${booted:-} ]]; then
-    u journalctl --user --no-pager -o short-monotonic >"$logs/journal-user.log" 2>&1 || true
-    "$sandbox" down >/dev/null 2>&1 || true
-  fi
-  [[ -z $bins ]] || rm -rf "$bins"
-  echo "logs: $logs"
-  exit "$rc"
-}
-trap finish EXIT
-
-# a snapshot of the binaries: a cargo build meanwhile must not swap one under the suite
-bins=$(mktemp -d /tmp/gtr-e2e-bin.XXXXXX)
-chmod 0755 "$bins"
-cp "$gtr_bin" "$bins/github-token-refresher"
-cp "$fake_bin" "$bins/fake-github"
-
-prop() { u systemctl --user show -p "$2" --value "$1"; }
-wait_for() { # SECONDS CMD...: until CMD succeeds
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.3
-  done
-}
-api_status() { u curl -s -o /dev/null -w '%{http_code}' -H "Authorization: token $1" "$API/installation/repositories"; }
-is_state() { # UNIT STATE
-  local s
-  s=$(prop "$1" ActiveState)
-  [[ $s == "$2" ]] || { echo "$1 is $s, want $2"; u systemctl --user status "$1" --no-pager -n 10; return 1; }
-}
-works() { # TOKEN: the API accepts it
-  local s
-  s=$(api_status "$1")
-  [[ $s == 200 ]] || { echo "the API answered $s"; return 1; }
-}
-refused() { # TOKEN: the API answers 401
-  local s
-  s=$(api_status "$1")
-  [[ $s == 401 ]] || { echo "the API answered $s, want 401"; return 1; }
-}
 mints() { u curl -fsS "$API/_fake/stats" | sed -n 's/.*"mints": *\([0-9]*\).*/\1/p'; }
 # GET PATH over the socket as a sandbox would; the body in $body, the status in $code
 ask() {
@@ -133,15 +45,8 @@ socket_there() { # the socket file exists, is a socket, mode 600
 seen=()
 
 # --- boot ---------------------------------------------------------------------------------------
-echo "booting the sandbox (logs in $logs)"
-"$sandbox" up --bind "$repo:/src" --bind "$bins:/opt/e2e/bin" >"$logs/sandbox-up.log" 2>&1 ||
-  { cat "$logs/sandbox-up.log" >&2; die "sandbox up failed"; }
-booted=1
-set +e
-u systemd-run --user --quiet --unit=e2e-fake-github "$FAKE" --listen 127.0.0.1:8080 \
-  --token-lifetime 20m --key-out "$HOME_DEV/fake-key"
-wait_for 20 u curl -fsS "$API/_fake/stats" || die "the fake GitHub did not come up"
-wait_for 5 u test -f "$KEY" || die "the fake GitHub wrote no key"
+e2e_boot
+e2e_start_fake
 
 # --- install: the service with setup.sh, then switched to the socket ------------------------------
 u "$SETUP" --app-id 1234 --private-key-file "$KEY" --installation-id 100 \
@@ -252,6 +157,4 @@ t_no_secrets() {
 }
 expect "journal: no token anywhere in the user journal" t_no_secrets
 
-summarised=1
-echo "$passed passed, $failed failed"
-((failed == 0))
+e2e_summary

@@ -24,95 +24,21 @@
 #   E2E_LOGS  directory for the logs of each step (default: a new temporary directory)
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-sandbox=${SANDBOX:-$repo/../shared/systemd-sandbox/sandbox}
-gtr_bin=${GTR_BIN:-$repo/target/debug/github-token-refresher}
-fake_bin=${FAKE_BIN:-$repo/target/debug/fake-github}
-logs=${E2E_LOGS:-$(mktemp -d /tmp/gtr-e2e.XXXXXX)}
-mkdir -p "$logs"
-
-die() { echo "systemd.sh: $*" >&2; exit 2; }
-[[ $(id -u) == 0 ]] || die "needs root (the sandbox does)"
-[[ -x $sandbox ]] || die "no sandbox script at $sandbox (set SANDBOX=)"
-for b in "$gtr_bin" "$fake_bin"; do
-  [[ -f $b && -x $b ]] || die "no binary $b; build first (cargo build --bins) or set GTR_BIN / FAKE_BIN"
-done
-"$sandbox" status | grep -q ': up' && die "the sandbox is already up; run: $sandbox down"
-bins=""
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+e2e_init systemd
 
 # --- inside the machine -----------------------------------------------------------------------
-GTR=/opt/e2e/bin/github-token-refresher
-FAKE=/opt/e2e/bin/fake-github
-SETUP=/src/setup.sh
-API=http://127.0.0.1:8080
-HOME_DEV=/home/dev
-RUN=/run/user/1000
-UNIT=github-token-refresher
 TOKEN=$RUN/$UNIT/token.json
 INSTALLED=$HOME_DEV/.local/bin/$UNIT
-KEY=$HOME_DEV/fake-key/app.pem
 NEW=$HOME_DEV/new/$UNIT
 BROKEN=$HOME_DEV/broken/$UNIT
 
-u() { "$sandbox" user "$@" </dev/null; }   # as dev, in a login shell, with systemctl --user
-ush() { "$sandbox" user bash -c "$1" </dev/null; }
-r() { "$sandbox" root "$@" </dev/null; }   # as root in the machine
 # userns_of UNIT: the daemon's user namespace, and the one systemd itself runs in (root reads
 # them: the daemon makes itself non-dumpable, so not even its own user may look)
 userns_of() { r readlink "/proc/$(prop "$1" MainPID)/ns/user"; }
 host_userns() { r readlink /proc/1/ns/user; }
-
-passed=0
-failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1"; failed=$((failed + 1)); }
-# expect NAME CMD...: PASS if CMD succeeds. CMD says why on stdout when it fails.
-expect() {
-  local name=$1 _out _rc=0
-  shift
-  _out=$("$@" 2>&1) || _rc=$?
-  if ((_rc == 0)); then
-    pass "$name"
-  else
-    fail "$name"
-    [[ -z $_out ]] || printf "%s\n" "$_out" | head -n 20 | sed "s/^/     /"
-  fi
-}
-
-finish() {
-  local rc=$?
-  if [[ -n ${booted:-} && -z ${summarised:-} ]]; then
-    fail "the suite itself stopped early (exit $rc); see above and $logs"
-    echo "$passed passed, $failed failed"
-    rc=1
-  fi
-  if [[ -n ${booted:-} ]]; then
-    u journalctl --user --no-pager -o short-monotonic >"$logs/journal-user.log" 2>&1 || true
-    "$sandbox" down >/dev/null 2>&1 || true
-  fi
-  [[ -z $bins ]] || rm -rf "$bins"
-  echo "logs: $logs"
-  exit "$rc"
-}
-trap finish EXIT
-
-# Test a snapshot: a cargo build running meanwhile must not swap a binary under the suite.
-bins=$(mktemp -d /tmp/gtr-e2e-bin.XXXXXX)
-chmod 0755 "$bins"
-cp "$gtr_bin" "$bins/github-token-refresher"
-cp "$fake_bin" "$bins/fake-github"
-
-prop() { u systemctl --user show -p "$2" --value "$1"; }
-token_of() { u python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "${2:-token}"; }
 sha_of() { u sha256sum "$1" | cut -d' ' -f1; }
-wait_for() { # SECONDS CMD...: until CMD succeeds
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.3
-  done
-}
 seen_tokens=()
 remember_token() {
   local t
@@ -141,21 +67,12 @@ token_valid() { # FILE: daemon says valid, and the fake GitHub accepts the token
   t=$(token_of "$file") || return 1
   u curl -fsS "$API/_fake/tokens/$t/valid" | grep -q '"valid":true' || { echo "fake GitHub rejects the token in $file"; return 1; }
 }
-contains() { # TEXT NEEDLE
-  grep -qF -- "$2" <<<"$1" || { echo "missing: $2"; printf '%s\n' "$1" | tail -n 15; return 1; }
-}
 mode_is() { # MODE PATH...
   local want=$1 p m
   shift
   for p in "$@"; do
     m=$(u stat -c %a "$p") || return 1
     [[ $m == "$want" ]] || { echo "$p is $m, want $want"; return 1; }
-  done
-}
-absent() {
-  local p
-  for p in "$@"; do
-    ! u test -e "$p" || { echo "$p still exists"; return 1; }
   done
 }
 start_reader() {
@@ -175,19 +92,10 @@ reader_clean() { # SUMMARY: at least 100 reads, none bad
 journal_since() { # CURSOR [UNIT]
   u journalctl --user -u "${2:-$UNIT}" --no-pager -o cat --after-cursor="$1"
 }
-cursor() { u journalctl --user -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'; }
 
 # --- boot ---------------------------------------------------------------------------------------
-echo "booting the sandbox (logs in $logs)"
-"$sandbox" up --bind "$repo:/src" --bind "$bins:/opt/e2e/bin" >"$logs/sandbox-up.log" 2>&1 ||
-  { cat "$logs/sandbox-up.log" >&2; die "sandbox up failed"; }
-booted=1
-# From here on a failing command is a failing check, not the end of the suite.
-set +e
-u systemd-run --user --quiet --unit=e2e-fake-github "$FAKE" --listen 127.0.0.1:8080 \
-  --token-lifetime 20m --key-out "$HOME_DEV/fake-key"
-wait_for 20 u curl -fsS "$API/_fake/stats" || die "the fake GitHub did not come up: $(u journalctl --user -u e2e-fake-github -o cat --no-pager)"
-wait_for 5 u test -f "$KEY" || die "the fake GitHub wrote no key"
+e2e_boot
+e2e_start_fake
 
 # --- install ------------------------------------------------------------------------------------
 run_setup install-missing-flags --binary "$GTR"
@@ -740,6 +648,4 @@ t_secrets() {
 }
 expect "secrets: no token, JWT or key in the journal (debug level during reload included) or in setup.sh's output" t_secrets
 
-summarised=1
-echo "$passed passed, $failed failed"
-((failed == 0))
+e2e_summary
