@@ -188,53 +188,65 @@ pub fn read_with(path: &Path, follow: Follow) -> Result<TokenFile, ReadError> {
     })
 }
 
-fn read_bounded(path: &Path, follow: Follow) -> Result<zeroize::Zeroizing<String>, ReadError> {
+/// Open without blocking on a FIFO, without acquiring a terminal, and (unless `follow`)
+/// without following a symbolic link at the path.
+fn open_for_reading(path: &Path, follow: Follow) -> Result<File, ReadError> {
     use rustix::fs::OFlags;
-    let not_a_file = |what| ReadError::NotAFile {
-        path: path.to_owned(),
-        what,
-    };
     let mut flags = OFlags::NONBLOCK | OFlags::NOCTTY;
     if follow == Follow::Never {
         flags |= OFlags::NOFOLLOW;
     }
-    let mut file = match OpenOptions::new()
+    match OpenOptions::new()
         .read(true)
         .custom_flags(flags.bits() as i32)
         .open(path)
     {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ReadError::Missing(path.to_owned()));
-        }
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ReadError::Missing(path.to_owned())),
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-            return Err(not_a_file("a symbolic link"));
-        }
-        Err(source) => {
-            return Err(ReadError::Unreadable {
+            Err(ReadError::NotAFile {
                 path: path.to_owned(),
-                source,
-            });
+                what: "a symbolic link",
+            })
         }
+        Err(source) => Err(ReadError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// What the path holds when it is not a regular file, in the words of an error.
+fn not_regular(kind: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_file() {
+        return None;
+    }
+    Some(if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    })
+}
+
+fn read_bounded(path: &Path, follow: Follow) -> Result<zeroize::Zeroizing<String>, ReadError> {
+    let not_a_file = |what| ReadError::NotAFile {
+        path: path.to_owned(),
+        what,
     };
+    let mut file = open_for_reading(path, follow)?;
     let meta = file.metadata().map_err(|source| ReadError::Unreadable {
         path: path.to_owned(),
         source,
     })?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        return Err(not_a_file(if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else {
-            "not a regular file"
-        }));
+    if let Some(what) = not_regular(meta.file_type()) {
+        return Err(not_a_file(what));
     }
     let too_large = "larger than 64 KiB";
     if meta.size() > MAX_FILE_BYTES {

@@ -443,32 +443,9 @@ fn git_credential(args: &GitCredentialArgs) -> i32 {
         return EXIT_OK;
     }
     let path = args.file.path();
-    let mut file = match read(path, None) {
-        Ok(f) => f,
-        Err(e) => {
-            say(format!("git-credential: {}", read_error_message(&e)));
-            return EXIT_OK;
-        }
+    let Some(file) = read_for_git(path, &request) else {
+        return EXIT_OK;
     };
-    // with credential.useHttpPath git names the repository: for our host, ask the socket
-    // for a token narrowed to it (a file holds one token for all)
-    let repo = request
-        .path
-        .as_deref()
-        .and_then(|p| p.trim_end_matches('/').rsplit('/').next())
-        .map(|n| n.trim_end_matches(".git"))
-        .filter(|n| !n.is_empty());
-    if let Some(repo) =
-        repo.filter(|_| socket::is_socket(path) && credential::is_ours(&request, &file))
-    {
-        file = match read(path, Some(repo)) {
-            Ok(f) => f,
-            Err(e) => {
-                say(format!("git-credential: {}", read_error_message(&e)));
-                return EXIT_OK;
-            }
-        };
-    }
     let decision = credential::decide(
         &request,
         &file,
@@ -476,6 +453,34 @@ fn git_credential(args: &GitCredentialArgs) -> i32 {
         Utc::now(),
         args.min_remaining.min_remaining.as_secs() as i64,
     );
+    answer_git(decision, path);
+    EXIT_OK
+}
+
+/// The token for git's request: the file, or with credential.useHttpPath and a socket at
+/// the path, a token narrowed to the repository git names (a file holds one token for
+/// all). `None` after saying why on stderr.
+fn read_for_git(path: &Path, request: &credential::Request) -> Option<TokenFile> {
+    let read_or_say = |repo| {
+        read(path, repo)
+            .map_err(|e| say(format!("git-credential: {}", read_error_message(&e))))
+            .ok()
+    };
+    let file = read_or_say(None)?;
+    let repo = request
+        .path
+        .as_deref()
+        .and_then(|p| p.trim_end_matches('/').rsplit('/').next())
+        .map(|n| n.trim_end_matches(".git"))
+        .filter(|n| !n.is_empty());
+    match repo.filter(|_| socket::is_socket(path) && credential::is_ours(request, &file)) {
+        Some(repo) => read_or_say(Some(repo)),
+        None => Some(file),
+    }
+}
+
+/// Tell git the decision (stdout) and the person at the terminal any refusal (stderr).
+fn answer_git(decision: credential::Decision, path: &Path) {
     match decision {
         credential::Decision::NotOurs => {}
         credential::Decision::Refuse(msg) => {
@@ -498,7 +503,6 @@ fn git_credential(args: &GitCredentialArgs) -> i32 {
             }
         }
     }
-    EXIT_OK
 }
 
 fn token(args: &TokenArgs) -> i32 {

@@ -252,33 +252,7 @@ impl Client {
             let offset = if offset.abs() <= 1 { 0 } else { offset };
             self.offset.store(offset, Ordering::Relaxed);
         }
-        // sized up front where the length is known, so no reallocation leaves a copy behind
-        let expected = resp
-            .content_length()
-            .unwrap_or(0)
-            .min(MAX_BODY_BYTES as u64);
-        let mut body = zeroize::Zeroizing::new(Vec::with_capacity(expected as usize));
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_BODY_BYTES {
-                        return Err(GithubError::BadResponse {
-                            what,
-                            reason: format!("answer larger than {} KiB", MAX_BODY_BYTES / 1024),
-                        });
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) if status.is_success() => {
-                    return Err(GithubError::BadResponse {
-                        what,
-                        reason: format!("answer cut short: {}", describe(&e)),
-                    });
-                }
-                Err(_) => break,
-            }
-        }
+        let body = read_body(what, &mut resp).await?;
         if status.is_success() {
             return Ok(body);
         }
@@ -296,6 +270,43 @@ impl Client {
             trouble,
         })
     }
+}
+
+/// The body, at most [`MAX_BODY_BYTES`]. Cut short is an error on a success (the JSON would
+/// be incomplete) and ends the read on an error status (the message is best effort).
+async fn read_body(
+    what: &'static str,
+    resp: &mut reqwest::Response,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, GithubError> {
+    let status = resp.status();
+    // sized up front where the length is known, so no reallocation leaves a copy behind
+    let expected = resp
+        .content_length()
+        .unwrap_or(0)
+        .min(MAX_BODY_BYTES as u64);
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(expected as usize));
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(GithubError::BadResponse {
+                        what,
+                        reason: format!("answer larger than {} KiB", MAX_BODY_BYTES / 1024),
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) if status.is_success() => {
+                return Err(GithubError::BadResponse {
+                    what,
+                    reason: format!("answer cut short: {}", describe(&e)),
+                });
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(body)
 }
 
 /// The innermost cause, which says what actually happened (refused, reset, timed out).
