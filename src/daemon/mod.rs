@@ -8,6 +8,7 @@
 //! past the token's expiry).
 
 mod reload;
+mod state;
 mod status;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use crate::github::Client;
 use crate::notify;
 use crate::refresh::{Ctx, Minted, RefreshError, Resources};
 use crate::revoke;
-use crate::schedule::{self, RetryBudget};
+use crate::schedule::RetryBudget;
 use crate::secret::Secret;
 use crate::token_file::{self, Freshness};
 use crate::wake::{Alarm, Woken};
@@ -166,6 +167,32 @@ struct Published {
     refresh_at: DateTime<Utc>,
 }
 
+/// What the loop does after one `select!` arm.
+enum Next {
+    Continue,
+    Stop,
+    Exit(i32),
+}
+
+fn on_watchdog() -> Next {
+    notify::watchdog();
+    Next::Continue
+}
+
+fn on_woken(woken: std::io::Result<Woken>) -> Next {
+    match woken {
+        Ok(Woken::Deadline) => Next::Continue,
+        Ok(Woken::ClockSet) => {
+            tracing::debug!("the wall clock was set, or the host resumed");
+            Next::Continue
+        }
+        Err(e) => {
+            error!("cannot wait for the wake-up timer: {e}");
+            Next::Exit(exit::FAILURE)
+        }
+    }
+}
+
 pub struct Daemon {
     /// On reload, delete the files of removed targets (config file `delete_removed_outputs`).
     pub delete_removed_outputs: bool,
@@ -276,6 +303,45 @@ impl Daemon {
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
         self.adopt_existing_files();
+        self.log_start(watchdog_period);
+        if self.targets.iter().all(|t| self.is_fresh(t)) {
+            self.send_ready();
+        }
+        let (mut alarm, no_timerfd) = Alarm::new();
+        if let Some(e) = no_timerfd {
+            warn!(
+                "no kernel timers ({e}): waking every {} to notice a suspend or a clock step",
+                format_duration(crate::wake::FALLBACK_NAP)
+            );
+        }
+        loop {
+            self.start_due();
+            self.start_due_revocations();
+            self.write_metrics();
+            self.report_expiries();
+            if let Err(e) = alarm.arm(Some(self.time_to_next_deadline())) {
+                error!("cannot set the wake-up timer: {e}");
+                return exit::FAILURE;
+            }
+            let next = tokio::select! {
+                _ = term.recv() => Next::Stop,
+                _ = int.recv() => Next::Stop,
+                _ = hup.recv() => self.on_hangup(),
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.on_task_done(done),
+                Some(_) = self.revocations.join_next(), if !self.revocations.is_empty() => Next::Continue,
+                _ = watchdog.tick(), if watchdog_period.is_some() => on_watchdog(),
+                woken = alarm.wait() => on_woken(woken),
+            };
+            match next {
+                Next::Continue => {}
+                Next::Stop => break,
+                Next::Exit(code) => return code,
+            }
+        }
+        self.stop().await
+    }
+
+    fn log_start(&self, watchdog_period: Option<Duration>) {
         info!(
             version = env!("CARGO_PKG_VERSION"),
             watchdog = watchdog_period
@@ -298,53 +364,26 @@ impl Daemon {
                 format_duration(p.min_remaining)
             );
         }
-        if self.targets.iter().all(|t| self.is_fresh(t)) {
-            self.send_ready();
-        }
-        let (mut alarm, no_timerfd) = Alarm::new();
-        if let Some(e) = no_timerfd {
-            warn!(
-                "no kernel timers ({e}): waking every {} to notice a suspend or a clock step",
-                format_duration(crate::wake::FALLBACK_NAP)
-            );
-        }
-        loop {
-            self.start_due();
-            self.start_due_revocations();
-            self.write_metrics();
-            self.report_expiries();
-            if let Err(e) = alarm.arm(Some(self.time_to_next_deadline())) {
-                error!("cannot set the wake-up timer: {e}");
-                return exit::FAILURE;
-            }
-            tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => self.reload(),
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                    match done {
-                        Ok(result) => {
-                            if let Some(code) = self.finish(result) {
-                                return code;
-                            }
-                        }
-                        Err(e) => error!("a refresh task failed: {e}"),
-                    }
-                }
-                Some(_) = self.revocations.join_next(), if !self.revocations.is_empty() => {}
-                _ = watchdog.tick(), if watchdog_period.is_some() => notify::watchdog(),
-                woken = alarm.wait() => match woken {
-                    Ok(Woken::Deadline) => {}
-                    Ok(Woken::ClockSet) => {
-                        tracing::debug!("the wall clock was set, or the host resumed")
-                    }
-                    Err(e) => {
-                        error!("cannot wait for the wake-up timer: {e}");
-                        return exit::FAILURE;
-                    }
-                },
+    }
+
+    fn on_hangup(&mut self) -> Next {
+        self.reload();
+        Next::Continue
+    }
+
+    fn on_task_done(&mut self, done: Result<TaskResult, tokio::task::JoinError>) -> Next {
+        match done {
+            Ok(result) => self.finish(result).map_or(Next::Continue, Next::Exit),
+            Err(e) => {
+                error!("a refresh task failed: {e}");
+                Next::Continue
             }
         }
+    }
+
+    /// SIGTERM/SIGINT: say STOPPING, drop the attempts under way, revoke what must be
+    /// revoked (bounded), write the last metrics.
+    async fn stop(mut self) -> i32 {
         info!("stopping");
         notify::stopping();
         self.tasks.abort_all();
@@ -625,26 +664,70 @@ impl Daemon {
     }
 
     /// Handle a finished refresh; returns an exit code when the daemon must stop.
+    /// A refresh task ended: apply its result to its target, log it, and tell systemd.
+    /// Some(status) when the daemon must exit: no first token can ever be minted.
     fn finish(&mut self, r: TaskResult) -> Option<i32> {
-        let now = self.clock.now();
-        let ready_before = self.ready_sent;
         let Some(idx) = self
             .targets
             .iter()
             .position(|t| t.name() == r.name && t.epoch == r.epoch)
         else {
-            // removed or changed by a reload meanwhile
-            let orphan = self
-                .orphans
-                .iter()
-                .position(|o| o.name == r.name && o.epoch == r.epoch)
-                .map(|i| self.orphans.remove(i));
-            if let (Some(o), Ok(p)) = (orphan, r.result) {
-                self.revoke_removed(&o.name, &o.target.output, p.current.token, o.client);
-            }
+            self.finish_orphan(r);
             return None;
         };
-        let http_timeout = self.http_timeout;
+        let ready_before = self.ready_sent;
+        let extend = match r.result {
+            Ok(p) => {
+                self.on_success(idx, p);
+                None
+            }
+            Err(e) => match self.on_failure(idx, &e, ready_before) {
+                Ok(extend) => extend,
+                Err(code) => return Some(code),
+            },
+        };
+        self.after_attempt(extend)
+    }
+
+    /// The result of a task whose target a reload removed or changed meanwhile: a token it
+    /// minted for a target that revokes on removal is revoked.
+    fn finish_orphan(&mut self, r: TaskResult) {
+        let orphan = self
+            .orphans
+            .iter()
+            .position(|o| o.name == r.name && o.epoch == r.epoch)
+            .map(|i| self.orphans.remove(i));
+        if let (Some(o), Ok(p)) = (orphan, r.result) {
+            self.revoke_removed(&o.name, &o.target.output, p.current.token, o.client);
+        }
+    }
+
+    fn on_success(&mut self, idx: usize, p: Published) {
+        let now = self.clock.now();
+        let client = self.res.client(&self.targets[idx].target).clone();
+        let t = &mut self.targets[idx];
+        if let (Some(prev), Some(after)) = (t.on_success(p, now), t.target.revoke.superseded_after)
+        {
+            self.pending_revocations.push(PendingRevocation {
+                target: t.target.name.clone(),
+                token: prev.token,
+                client,
+                at: now + chrono::Duration::from_std(after).unwrap_or_default(),
+                at_mono: Instant::now() + after,
+                after,
+            });
+        }
+    }
+
+    /// Log the failure and decide: Ok(how long to ask systemd to wait, before READY), or
+    /// Err(78) when a first token can never come.
+    fn on_failure(
+        &mut self,
+        idx: usize,
+        e: &RefreshError,
+        ready_before: bool,
+    ) -> Result<Option<Duration>, i32> {
+        let now = self.clock.now();
         let offset = self.server_offset(&self.targets[idx]);
         // the journal's short view shows the message alone: it names the target and the
         // retry itself (the fields say it again for filters and for stderr)
@@ -653,82 +736,38 @@ impl Daemon {
         } else {
             String::new()
         };
-        let client = self.res.client(&self.targets[idx].target).clone();
         let t = &mut self.targets[idx];
-        t.in_flight = false;
-        let mut extend = None;
-        match r.result {
-            Ok(p) => {
-                t.stats.successes += 1;
-                t.stats.last_success_unix = Some(now.timestamp());
-                t.stats.generation = p.generation;
-                let previous = t.current.replace(p.current);
-                if let (Some(prev), Some(after)) = (previous, t.target.revoke.superseded_after)
-                    && t.current.as_ref().is_some_and(|c| c.token != prev.token)
-                {
-                    self.pending_revocations.push(PendingRevocation {
-                        target: t.target.name.clone(),
-                        token: prev.token,
-                        client,
-                        at: now + chrono::Duration::from_std(after).unwrap_or_default(),
-                        at_mono: Instant::now() + after,
-                        after,
-                    });
-                }
-                let at = if std::mem::take(&mut t.mint_again) {
-                    now
-                } else {
-                    p.refresh_at
-                };
-                t.plan(at, now);
-                t.attempt = 0;
-                t.budget.clear();
-                t.last_error = None;
-                t.expiry_reported = false;
-            }
-            Err(e) => {
-                t.attempt += 1;
-                t.stats.failures += 1;
-                let permanent = e.is_permanent();
-                let kind = crate::error::of_refresh(&e).retry;
-                let delay = schedule::retry_delay(kind, t.attempt, rand::random());
-                t.budget.record(now);
-                let at = t
-                    .budget
-                    .earliest(now + chrono::Duration::from_std(delay).unwrap_or_default());
-                t.plan(at, now);
-                let has_token = t
-                    .current
-                    .as_ref()
-                    .is_some_and(|c| c.expires.timestamp() > (now + offset).timestamp());
-                let wait = format_duration(Duration::from_secs(
-                    (t.next_at - now).num_seconds().max(0) as u64,
-                ));
-                let hint = match &e {
-                    RefreshError::Github(g) => {
-                        g.hint().map(|h| format!(" ({h})")).unwrap_or_default()
-                    }
-                    _ => String::new(),
-                };
-                if permanent {
-                    error!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{who}{e}{hint}; retrying in {wait}");
-                } else {
-                    warn!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{who}{e}; retry {} in {wait}", t.attempt);
-                }
-                t.last_error = Some((e.short(), permanent));
-                if !ready_before && !has_token {
-                    if permanent && self.refresh_all_on_reload {
-                        error!(
-                            "cannot mint a first token and no valid token file exists: {e}{hint}"
-                        );
-                        return Some(exit::CONFIG);
-                    }
-                    // until the next attempt starts (it extends again for itself)
-                    let wait = (t.next_at - now).to_std().unwrap_or(delay);
-                    extend = Some(wait + crate::refresh::attempt_worst_case(http_timeout));
-                }
-            }
+        let failed = t.on_failure(e, now, rand::random());
+        let has_token = t.has_valid_token(now, offset);
+        let wait = format_duration(Duration::from_secs(
+            (t.next_at - now).num_seconds().max(0) as u64
+        ));
+        let hint = crate::error::of_refresh(e)
+            .hint
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        if failed.permanent {
+            error!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{who}{e}{hint}; retrying in {wait}");
+        } else {
+            warn!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{who}{e}; retry {} in {wait}", t.attempt);
         }
+        if ready_before || has_token {
+            return Ok(None);
+        }
+        if failed.permanent && self.refresh_all_on_reload {
+            error!("cannot mint a first token and no valid token file exists: {e}{hint}");
+            return Err(exit::CONFIG);
+        }
+        // until the next attempt starts (it extends again for itself)
+        let until_next = (t.next_at - now).to_std().unwrap_or(failed.delay);
+        Ok(Some(
+            until_next + crate::refresh::attempt_worst_case(self.http_timeout),
+        ))
+    }
+
+    /// After any attempt: READY once every target has settled (or exit 78 when none can
+    /// ever hold a token), else the STATUS line, and more start-up time while not READY.
+    fn after_attempt(&mut self, extend: Option<Duration>) -> Option<i32> {
         if !self.ready_sent && self.all_settled() {
             if self.targets.iter().all(|t| !self.is_fresh(t)) {
                 error!(
