@@ -11,6 +11,8 @@ use crate::revoke::Revocation;
 use crate::schedule::Policy;
 use crate::token_file::FileOptions;
 
+pub mod settings;
+
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 pub const DEFAULT_REFRESH_INTERVAL: &str = "45m";
 pub const DEFAULT_JITTER: &str = "2m";

@@ -559,7 +559,10 @@ fn resolve_group(v: &IdValue) -> Result<u32, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+    use crate::config::settings;
 
     fn env() -> HostEnv {
         HostEnv {
@@ -711,6 +714,40 @@ jitter = "1m"
 
     fn error_of(text: &str) -> String {
         parse_str(text).unwrap_err().0
+    }
+
+    /// The keys serde accepts at `where_`, read from its "unknown field" error, which lists
+    /// every field of the struct (deny_unknown_fields).
+    fn accepted_keys(text: &str) -> BTreeSet<String> {
+        let e = error_of(text);
+        let list = e
+            .split("expected one of")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{e}"));
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_toml_keys_are_the_tables() {
+        use crate::config::settings::{SETTINGS, TARGET_TABLE};
+        let want = |pick: fn(&settings::Setting) -> bool| -> BTreeSet<String> {
+            SETTINGS
+                .iter()
+                .filter(|s| pick(s))
+                .map(|s| s.name.to_owned())
+                .collect()
+        };
+        let mut top = want(|s| s.in_file.top());
+        top.insert(TARGET_TABLE.to_owned());
+        assert_eq!(accepted_keys("not_a_setting = 1\n"), top);
+        assert_eq!(
+            accepted_keys("[[target]]\nnot_a_setting = 1\n"),
+            want(|s| s.in_file.target())
+        );
     }
 
     #[test]
