@@ -59,6 +59,20 @@ pub struct HostEnv {
 }
 
 impl HostEnv {
+    /// The default token file: `$XDG_RUNTIME_DIR/github-token-refresher/token.json`, or
+    /// `…/github-token-refresher/NAME/token.json` for a target of a file. The one place it is
+    /// computed (`run`, `once`, `check`, `status`).
+    pub fn default_output(&self, target: Option<&str>) -> Option<PathBuf> {
+        let dir = self
+            .xdg_runtime_dir
+            .as_ref()?
+            .join("github-token-refresher");
+        Some(match target {
+            Some(name) => dir.join(name).join("token.json"),
+            None => dir.join("token.json"),
+        })
+    }
+
     pub fn from_process() -> Self {
         let path = |name: &str| {
             std::env::var_os(name)
@@ -124,10 +138,60 @@ pub struct Target {
     pub revoke: Revocation,
 }
 
+/// Where the configuration came from: the two paths build the same [`Config`] and differ
+/// only in what the daemon does on a reload and on a first failure (see the methods).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The single-target flags and environment.
+    Flags,
+    /// A TOML file of targets (`--config FILE`).
+    File(PathBuf),
+}
+
+impl Source {
+    /// SIGHUP mints every target at once: with flags nothing can have changed, so a reload
+    /// is how a user asks for a fresh token now. A file's reload applies its changes only.
+    pub fn reload_mints_every_target(&self) -> bool {
+        matches!(self, Source::Flags)
+    }
+
+    /// At start, a still-valid token file keeps its schedule (a file of many targets should
+    /// not mint them all on every restart); with flags the daemon mints at once.
+    pub fn adopts_schedules_of_existing_files(&self) -> bool {
+        matches!(self, Source::File(_))
+    }
+
+    /// A permanent failure (401, 404, …) before any token exists ends the daemon with
+    /// exit 78: its one target can never work. With a file, the other targets keep going.
+    pub fn first_permanent_failure_is_fatal(&self) -> bool {
+        matches!(self, Source::Flags)
+    }
+}
+
+/// The whole configuration, from flags or from a file: loaded once per start or reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub targets: Vec<Target>,
     pub http_timeout: Duration,
+    pub source: Source,
+    /// On reload, delete the token files of targets removed from the file.
+    pub delete_removed_outputs: bool,
+    /// `run` writes Prometheus metrics here (`--metrics-file`, or the file's `metrics_file`;
+    /// the flag wins).
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The same settings for `target` alone.
+    pub fn only(&self, target: &Target) -> Config {
+        Config {
+            targets: vec![target.clone()],
+            http_timeout: self.http_timeout,
+            source: self.source.clone(),
+            delete_removed_outputs: self.delete_removed_outputs,
+            metrics_file: self.metrics_file.clone(),
+        }
+    }
 }
 
 fn present(v: &Option<String>) -> Option<&str> {
@@ -276,6 +340,9 @@ impl RawConfig {
                     },
                 }],
                 http_timeout,
+                source: Source::Flags,
+                delete_removed_outputs: false,
+                metrics_file: None,
             }),
             _ => Err(ConfigError(problems.join("\n"))),
         }
@@ -476,8 +543,8 @@ fn resolve_output(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, ConfigE
             ))
         }
         Some(p) => Ok(p.to_owned()),
-        None => match &env.xdg_runtime_dir {
-            Some(dir) => Ok(dir.join("github-token-refresher").join("token.json")),
+        None => match env.default_output(None) {
+            Some(p) => Ok(p),
             None => err(
                 "--output is not set and XDG_RUNTIME_DIR is unset: pass --output PATH \
                  (or GITHUB_TOKEN_FILE)",

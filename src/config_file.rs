@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use crate::config::{
     AppRef, Config, ConfigError, DEFAULT_API_URL, DEFAULT_HTTP_TIMEOUT, HostEnv, InstallationRef,
-    Target, parse_api_url, parse_app_id, parse_duration, parse_installation, parse_permissions,
-    parse_policy, parse_repositories,
+    Source as ConfigSource, Target, parse_api_url, parse_app_id, parse_duration,
+    parse_installation, parse_permissions, parse_policy, parse_repositories,
 };
 use crate::token_file::FileOptions;
 
@@ -119,15 +119,6 @@ enum ModeValue {
     Text(String),
 }
 
-/// The parsed file: its targets plus file-level settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileConfig {
-    pub config: Config,
-    pub delete_removed_outputs: bool,
-    /// `run` writes Prometheus metrics here (`--metrics-file` wins).
-    pub metrics_file: Option<PathBuf>,
-}
-
 struct Source<'a> {
     path: &'a Path,
     text: &'a str,
@@ -173,7 +164,7 @@ fn flag_to_key(msg: &str) -> String {
 }
 
 /// Read and parse the file at `path`.
-pub fn load(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
+pub fn load(path: &Path, env: &HostEnv) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError(format!(
             "cannot read configuration file '{}': {e}",
@@ -185,7 +176,7 @@ pub fn load(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
 
 /// Read the file for `status`, which needs the targets' outputs but never a key: a file
 /// that relies on systemd's credential (`$CREDENTIALS_DIRECTORY`) works from a shell too.
-pub fn load_for_status(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
+pub fn load_for_status(path: &Path, env: &HostEnv) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError(format!(
             "cannot read configuration file '{}': {e}",
@@ -196,7 +187,7 @@ pub fn load_for_status(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigE
 }
 
 /// Parse and validate the text of a configuration file.
-pub fn parse(text: &str, path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
+pub fn parse(text: &str, path: &Path, env: &HostEnv) -> Result<Config, ConfigError> {
     parse_with(text, path, env, false)
 }
 
@@ -205,7 +196,7 @@ fn parse_with(
     path: &Path,
     env: &HostEnv,
     key_optional: bool,
-) -> Result<FileConfig, ConfigError> {
+) -> Result<Config, ConfigError> {
     let src = Source {
         path,
         text,
@@ -279,11 +270,10 @@ fn parse_with(
         }
         targets.push(target);
     }
-    Ok(FileConfig {
-        config: Config {
-            targets,
-            http_timeout,
-        },
+    Ok(Config {
+        targets,
+        http_timeout,
+        source: ConfigSource::File(path.to_owned()),
         delete_removed_outputs: raw.delete_removed_outputs,
         metrics_file: match &raw.metrics_file {
             Some(p) if !p.get_ref().is_absolute() => {
@@ -437,11 +427,8 @@ fn build_target(
         _ if !writes_file => PathBuf::new(),
         Some(p) if p.get_ref().is_absolute() => lexical(p.get_ref()),
         Some(p) => return src.err(p.span(), ctx("output must be an absolute path")),
-        None => match &env.xdg_runtime_dir {
-            Some(dir) => dir
-                .join("github-token-refresher")
-                .join(&name)
-                .join("token.json"),
+        None => match env.default_output(Some(&name)) {
+            Some(p) => p,
             None => return src.err(span, ctx("no output and XDG_RUNTIME_DIR is unset")),
         },
     };
@@ -571,7 +558,7 @@ mod tests {
         }
     }
 
-    fn parse_str(text: &str) -> Result<FileConfig, ConfigError> {
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
         parse(text, Path::new("/etc/gtr.toml"), &env())
     }
 
@@ -612,7 +599,7 @@ jitter = "1m"
             )
         ))
         .unwrap();
-        let [lazy, both] = f.config.targets.as_slice() else {
+        let [lazy, both] = f.targets.as_slice() else {
             panic!()
         };
         assert!(
@@ -639,7 +626,7 @@ jitter = "1m"
     #[test]
     fn a_good_file() {
         let f = parse_str(GOOD).unwrap();
-        let [a, b] = f.config.targets.as_slice() else {
+        let [a, b] = f.targets.as_slice() else {
             panic!()
         };
         assert_eq!(a.name, "agent-1");

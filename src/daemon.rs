@@ -16,8 +16,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, warn};
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, InstallationRef, Target, format_duration};
-use crate::config_file::FileConfig;
+use crate::config::{Config, ConfigError, InstallationRef, Source, Target, format_duration};
 use crate::error::exit;
 use crate::fingerprint;
 use crate::github::Client;
@@ -40,7 +39,7 @@ pub const NAP: Duration = Duration::from_secs(3600);
 pub const MAX_IN_FLIGHT: usize = 16;
 
 /// Re-reads the configuration on SIGHUP.
-pub type Loader = Box<dyn Fn() -> Result<FileConfig, ConfigError> + Send>;
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send>;
 
 /// The token a target's file holds, and when it expires.
 #[derive(Debug, Clone)]
@@ -167,11 +166,11 @@ struct Published {
 
 pub struct Daemon {
     /// On reload, delete the files of removed targets (config file `delete_removed_outputs`).
-    pub delete_removed_outputs: bool,
+    delete_removed_outputs: bool,
     clock: Arc<dyn Clock>,
     loader: Loader,
-    /// Single-target mode (flags): a reload mints every target at once.
-    refresh_all_on_reload: bool,
+    /// Flags or file: decides what a reload and a first failure do (`Source`'s methods).
+    source: Source,
     res: Resources,
     http_timeout: Duration,
     targets: Vec<TargetState>,
@@ -184,18 +183,10 @@ pub struct Daemon {
     revocations: JoinSet<()>,
     orphans: Vec<Orphan>,
     metrics: Option<crate::metrics::Writer>,
-    /// `--metrics-file` was given: it wins over the configuration file's `metrics_file`.
-    metrics_from_flag: bool,
 }
 
 impl Daemon {
-    pub fn new(
-        config: Config,
-        res: Resources,
-        loader: Loader,
-        refresh_all_on_reload: bool,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(config: Config, res: Resources, loader: Loader, clock: Arc<dyn Clock>) -> Self {
         let now = clock.now();
         let targets = config
             .targets
@@ -205,10 +196,10 @@ impl Daemon {
             .map(|t| TargetState::new(t, 0, now))
             .collect();
         Daemon {
-            delete_removed_outputs: false,
+            delete_removed_outputs: config.delete_removed_outputs,
             clock,
             loader,
-            refresh_all_on_reload,
+            source: config.source,
             res,
             http_timeout: config.http_timeout,
             targets,
@@ -220,15 +211,8 @@ impl Daemon {
             pending_revocations: Vec::new(),
             revocations: JoinSet::new(),
             orphans: Vec::new(),
-            metrics: None,
-            metrics_from_flag: false,
+            metrics: config.metrics_file.map(crate::metrics::Writer::new),
         }
-    }
-
-    /// Write the metrics to `path` after every change; `from_flag`: a reload keeps it.
-    pub fn set_metrics_file(&mut self, path: Option<std::path::PathBuf>, from_flag: bool) {
-        self.metrics = path.map(crate::metrics::Writer::new);
-        self.metrics_from_flag = from_flag;
     }
 
     /// Bring the metrics file up to date (written only when something in it changed).
@@ -472,7 +456,7 @@ impl Daemon {
     /// A still-valid file from before counts: consumers have a token while we mint anew.
     fn adopt_existing_files(&mut self) {
         let now = self.clock.now();
-        let keep_plans = !self.refresh_all_on_reload;
+        let keep_plans = self.source.adopts_schedules_of_existing_files();
         for t in &mut self.targets {
             let removed = token_file::remove_stale_temps(&t.target.output);
             if removed > 0 {
@@ -725,7 +709,7 @@ impl Daemon {
                 }
                 t.last_error = Some((e.short(), permanent));
                 if !ready_before && !has_token {
-                    if permanent && self.refresh_all_on_reload {
+                    if permanent && self.source.first_permanent_failure_is_fatal() {
                         error!(
                             "cannot mint a first token and no valid token file exists: {e}{hint}"
                         );
@@ -856,17 +840,14 @@ impl Daemon {
         info!("SIGHUP: reloading configuration and keys");
         notify::reloading();
         let loaded = (self.loader)().and_then(|f| {
-            let res = Resources::load(&f.config, Some(&self.res))?;
+            let res = Resources::load(&f, Some(&self.res))?;
             Ok((f, res))
         });
         match loaded {
-            Ok((file, res)) => {
-                let config = file.config;
-                self.delete_removed_outputs = file.delete_removed_outputs;
-                if !self.metrics_from_flag
-                    && self.metrics.as_ref().map(|m| &m.path) != file.metrics_file.as_ref()
-                {
-                    self.metrics = file.metrics_file.clone().map(crate::metrics::Writer::new);
+            Ok((config, res)) => {
+                self.delete_removed_outputs = config.delete_removed_outputs;
+                if self.metrics.as_ref().map(|m| &m.path) != config.metrics_file.as_ref() {
+                    self.metrics = config.metrics_file.clone().map(crate::metrics::Writer::new);
                 }
                 let now = self.clock.now();
                 let mut old: Vec<TargetState> = std::mem::take(&mut self.targets);
@@ -875,7 +856,7 @@ impl Daemon {
                     let pos = old.iter().position(|o| o.target.name == target.name);
                     match pos.map(|p| old.remove(p)) {
                         Some(mut prev) if *prev.target == target => {
-                            if self.refresh_all_on_reload {
+                            if self.source.reload_mints_every_target() {
                                 prev.plan(now, now);
                                 prev.mint_again = prev.in_flight;
                             }
@@ -1108,13 +1089,12 @@ mod tests {
         }
         let file =
             crate::config_file::parse(&text, Path::new("t.toml"), &HostEnv::default()).unwrap();
-        let res = Resources::load(&file.config, None).unwrap();
+        let res = Resources::load(&file, None).unwrap();
         let clock: Arc<dyn Clock> = clock.clone();
         Daemon::new(
-            file.config,
+            file,
             res,
             Box::new(|| Err(ConfigError("no reload in this test".into()))),
-            false,
             clock,
         )
     }

@@ -162,7 +162,6 @@ mod tests {
         let mut t =
             crate::config_file::parse(text, std::path::Path::new("t.toml"), &Default::default())
                 .unwrap()
-                .config
                 .targets
                 .remove(0);
         t.repositories = repos.iter().map(|s| s.to_string()).collect();
