@@ -204,7 +204,7 @@ impl RawConfig {
     pub fn into_config(self, env: &HostEnv) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let app_id = match present(&self.app_id) {
-            Some(id) => parse_app_id(id),
+            Some(id) => parse_app_id(Spelling::Flag, id),
             None => err(
                 "--app-id is missing: set --app-id or GITHUB_APP_ID to the App ID (digits) \
                  or Client ID (Iv…) from the App's settings page",
@@ -218,6 +218,7 @@ impl RawConfig {
         let installation = keep(
             &mut problems,
             parse_installation(
+                Spelling::Flag,
                 present(&self.installation_id),
                 present(&self.owner),
                 present(&self.repo),
@@ -231,11 +232,16 @@ impl RawConfig {
         };
         let repositories = keep(
             &mut problems,
-            parse_repositories(present(&self.repositories).unwrap_or(""), owner_hint),
+            parse_repositories(
+                Spelling::Flag,
+                present(&self.repositories).unwrap_or("").split(','),
+                owner_hint,
+            ),
         );
         let permissions = keep(
             &mut problems,
-            parse_permissions(present(&self.permissions).unwrap_or("")),
+            permission_pairs(present(&self.permissions).unwrap_or(""))
+                .and_then(|pairs| parse_permissions(Spelling::Flag, pairs)),
         );
         let socket = match self.socket.as_deref().filter(|p| !p.as_os_str().is_empty()) {
             Some(p) => keep(&mut problems, check_socket_path("--socket", p).map(Some)),
@@ -254,11 +260,15 @@ impl RawConfig {
         };
         let api_url = keep(
             &mut problems,
-            parse_api_url(present(&self.api_url).unwrap_or(DEFAULT_API_URL)),
+            parse_api_url(
+                Spelling::Flag,
+                present(&self.api_url).unwrap_or(DEFAULT_API_URL),
+            ),
         );
         let policy = keep(
             &mut problems,
             parse_policy(
+                Spelling::Flag,
                 present(&self.refresh_interval),
                 present(&self.jitter),
                 present(&self.min_remaining),
@@ -349,6 +359,25 @@ impl RawConfig {
     }
 }
 
+/// How the user wrote the settings a parser reads: as flags (`--app-id`) or as TOML keys
+/// (`app_id`). Errors name a setting the way it was written, so no message is rewritten
+/// afterwards. (A flag is the key with `-` for `_`: `settings` tests that.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spelling {
+    Flag,
+    Key,
+}
+
+impl Spelling {
+    /// `name` (a setting's name, `app_id`) as the user wrote it.
+    pub fn of(self, name: &str) -> String {
+        match self {
+            Spelling::Flag => format!("--{}", name.replace('_', "-")),
+            Spelling::Key => name.to_owned(),
+        }
+    }
+}
+
 /// The name of the one target the flags describe; never shown to the user.
 pub const SINGLE_TARGET_NAME: &str = "default";
 
@@ -365,7 +394,7 @@ impl ConfigError {
 }
 
 /// App ID (digits) or Client ID (`Iv1.…`, `Iv23…`).
-pub fn parse_app_id(id: &str) -> Result<String, ConfigError> {
+pub fn parse_app_id(sp: Spelling, id: &str) -> Result<String, ConfigError> {
     let digits = !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit());
     let client_id = id.starts_with("Iv")
         && id.len() > 4
@@ -375,8 +404,9 @@ pub fn parse_app_id(id: &str) -> Result<String, ConfigError> {
         Ok(id.to_owned())
     } else {
         err(format!(
-            "--app-id '{}': expected the App ID (digits, e.g. 123456) or the Client ID (Iv…) \
+            "{} '{}': expected the App ID (digits, e.g. 123456) or the Client ID (Iv…) \
              from the App's settings page",
+            sp.of("app_id"),
             id.escape_debug()
         ))
     }
@@ -399,6 +429,7 @@ fn resolve_key_file(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, Confi
 }
 
 pub fn parse_installation(
+    sp: Spelling,
     id: Option<&str>,
     owner: Option<&str>,
     repo: Option<&str>,
@@ -407,37 +438,46 @@ pub fn parse_installation(
         (Some(id), None, None) => match id.parse::<u64>() {
             Ok(n) if n > 0 => Ok(InstallationRef::Id(n)),
             _ => err(format!(
-                "--installation-id '{}': expected a number (the last part of the \
-                 installation's settings URL); or use --owner NAME or --repo OWNER/NAME instead",
-                id.escape_debug()
+                "{} '{}': expected a number (the last part of the installation's settings \
+                 URL); or use {} NAME or {} OWNER/NAME instead",
+                sp.of("installation_id"),
+                id.escape_debug(),
+                sp.of("owner"),
+                sp.of("repo"),
             )),
         },
         (None, Some(owner), None) => {
-            check_name("--owner", owner)?;
+            check_name(&sp.of("owner"), owner)?;
             Ok(InstallationRef::Owner(owner.to_owned()))
         }
         (None, None, Some(repo)) => match repo.split_once('/') {
             Some((o, n)) if !o.is_empty() && !n.is_empty() && !n.contains('/') => {
-                check_name("--repo", o)?;
-                check_name("--repo", n)?;
+                check_name(&sp.of("repo"), o)?;
+                check_name(&sp.of("repo"), n)?;
                 Ok(InstallationRef::Repo {
                     owner: o.to_owned(),
                     name: n.to_owned(),
                 })
             }
             _ => err(format!(
-                "--repo '{}': expected OWNER/NAME, e.g. acme/widgets",
+                "{} '{}': expected OWNER/NAME, e.g. acme/widgets",
+                sp.of("repo"),
                 repo.escape_debug()
             )),
         },
+        (None, None, None) if sp == Spelling::Key => {
+            err("no installation given: set installation_id, owner or repo")
+        }
         (None, None, None) => err(
             "no installation given: pass --installation-id N, --owner NAME or --repo OWNER/NAME \
              (or GITHUB_APP_INSTALLATION_ID, GITHUB_APP_OWNER, GITHUB_APP_REPO)",
         ),
-        _ => err(
-            "--installation-id, --owner and --repo choose the installation in different ways: \
-             give only one of them",
-        ),
+        _ => err(format!(
+            "{}, {} and {} choose the installation in different ways: give only one of them",
+            sp.of("installation_id"),
+            sp.of("owner"),
+            sp.of("repo"),
+        )),
     }
 }
 
@@ -459,22 +499,28 @@ fn check_name(flag: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// `a,b` → names. `OWNER/NAME` is accepted when OWNER is the installation's owner.
-pub fn parse_repositories(s: &str, owner: Option<&str>) -> Result<Vec<String>, ConfigError> {
+/// Repository names (a flag's `a,b` split by the caller). `OWNER/NAME` is accepted when
+/// OWNER is the installation's owner.
+pub fn parse_repositories<'a>(
+    sp: Spelling,
+    items: impl IntoIterator<Item = &'a str>,
+    owner: Option<&str>,
+) -> Result<Vec<String>, ConfigError> {
+    let key = sp.of("repositories");
     let mut out: Vec<String> = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+    for item in items.into_iter().map(str::trim).filter(|i| !i.is_empty()) {
         let name = match item.split_once('/') {
             Some((o, n)) if owner.is_none_or(|owner| owner.eq_ignore_ascii_case(o)) => n,
             Some(_) => {
                 return err(format!(
-                    "--repositories '{}': list repository names without the owner \
+                    "{key} '{}': list repository names without the owner \
                      (a token covers one installation's repositories)",
                     item.escape_debug()
                 ));
             }
             None => item,
         };
-        check_name("--repositories", name)?;
+        check_name(&key, name)?;
         if !out.iter().any(|r| r == name) {
             out.push(name.to_owned());
         }
@@ -482,29 +528,44 @@ pub fn parse_repositories(s: &str, owner: Option<&str>) -> Result<Vec<String>, C
     Ok(out)
 }
 
-/// `contents=read,pull_requests=write` → map.
-pub fn parse_permissions(s: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+/// `contents=read,pull_requests=write` → pairs, for [`parse_permissions`].
+pub fn permission_pairs(s: &str) -> Result<Vec<(&str, &str)>, ConfigError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(|item| {
+            item.split_once('=').ok_or_else(|| {
+                ConfigError(format!(
+                    "--permissions '{}': expected NAME=LEVEL pairs, e.g. \
+                     contents=read,pull_requests=write",
+                    item.escape_debug()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Permission names and levels → map.
+pub fn parse_permissions<'a>(
+    sp: Spelling,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let key = sp.of("permissions");
     let mut out = BTreeMap::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let Some((name, level)) = item.split_once('=') else {
-            return err(format!(
-                "--permissions '{}': expected NAME=LEVEL pairs, e.g. contents=read,pull_requests=write",
-                item.escape_debug()
-            ));
-        };
+    for (name, level) in pairs {
         let (name, level) = (name.trim(), level.trim());
         let name_ok = !name.is_empty()
             && name.len() <= 64
             && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
         if !name_ok {
             return err(format!(
-                "--permissions: '{}' is not a permission name (lowercase with '_', e.g. pull_requests)",
+                "{key}: '{}' is not a permission name (lowercase with '_', e.g. pull_requests)",
                 name.escape_debug()
             ));
         }
         if !matches!(level, "read" | "write" | "admin") {
             return err(format!(
-                "--permissions: level '{}' for {name}: expected read, write or admin",
+                "{key}: level '{}' for {name}: expected read, write or admin",
                 level.escape_debug()
             ));
         }
@@ -554,10 +615,11 @@ fn resolve_output(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, ConfigE
 }
 
 /// Base URL of the REST API. `http://` only to a loopback address.
-pub fn parse_api_url(s: &str) -> Result<String, ConfigError> {
+pub fn parse_api_url(sp: Spelling, s: &str) -> Result<String, ConfigError> {
+    let key = sp.of("api_url");
     let bad = |why: &str| {
         err(format!(
-            "--api-url '{}': {why} (GitHub.com is {DEFAULT_API_URL}; GitHub Enterprise Server is \
+            "{key} '{}': {why} (GitHub.com is {DEFAULT_API_URL}; GitHub Enterprise Server is \
              https://HOST/api/v3)",
             without_userinfo(s).escape_debug()
         ))
@@ -567,11 +629,11 @@ pub fn parse_api_url(s: &str) -> Result<String, ConfigError> {
     };
     if !url.username().is_empty() || url.password().is_some() {
         // never echo it: the part before '@' may be a password
-        return err(
-            "--api-url: must not carry a user name or password (user:password@); the App \
+        return err(format!(
+            "{key}: must not carry a user name or password (user:password@); the App \
              authenticates with its key, and a credential in the URL would reach logs and \
-             proxies",
-        );
+             proxies"
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return bad("must not carry a query or fragment");
@@ -613,38 +675,41 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 }
 
 pub fn parse_policy(
+    sp: Spelling,
     interval: Option<&str>,
     jitter: Option<&str>,
     min_remaining: Option<&str>,
 ) -> Result<Policy, ConfigError> {
-    let interval = parse_flag_duration(
-        "--refresh-interval",
-        interval.unwrap_or(DEFAULT_REFRESH_INTERVAL),
-    )?;
-    let jitter = parse_flag_duration("--jitter", jitter.unwrap_or(DEFAULT_JITTER))?;
-    let min_remaining = parse_flag_duration(
-        "--min-remaining",
-        min_remaining.unwrap_or(DEFAULT_MIN_REMAINING),
-    )?;
+    let (int_key, jit_key, min_key) = (
+        sp.of("refresh_interval"),
+        sp.of("jitter"),
+        sp.of("min_remaining"),
+    );
+    let interval = parse_flag_duration(&int_key, interval.unwrap_or(DEFAULT_REFRESH_INTERVAL))?;
+    let jitter = parse_flag_duration(&jit_key, jitter.unwrap_or(DEFAULT_JITTER))?;
+    let min_remaining =
+        parse_flag_duration(&min_key, min_remaining.unwrap_or(DEFAULT_MIN_REMAINING))?;
     if interval < Duration::from_secs(1) {
-        return err("--refresh-interval must be at least 1s");
+        return err(format!("{int_key} must be at least 1s"));
     }
     if interval > Duration::from_secs(55 * 60) {
         return err(format!(
-            "--refresh-interval {}: installation tokens live one hour; choose at most 55m \
+            "{int_key} {}: installation tokens live one hour; choose at most 55m \
              (the default is {DEFAULT_REFRESH_INTERVAL})",
             format_duration(interval)
         ));
     }
     if jitter >= interval {
         return err(format!(
-            "--jitter {} must be shorter than --refresh-interval {}",
+            "{jit_key} {} must be shorter than {int_key} {}",
             format_duration(jitter),
             format_duration(interval)
         ));
     }
     if min_remaining >= Duration::from_secs(3600) {
-        return err("--min-remaining must be less than 1h (tokens live one hour)");
+        return err(format!(
+            "{min_key} must be less than 1h (tokens live one hour)"
+        ));
     }
     Ok(Policy {
         interval,
@@ -662,7 +727,7 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn parse_flag_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {
+pub fn parse_flag_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {
     parse_duration(s).map_err(|why| ConfigError(format!("{flag} '{}': {why}", s.escape_debug())))
 }
 
@@ -736,7 +801,7 @@ mod tests {
             "https://u@api.github.com",
             "https://x:hunter2@exa mple.com",
         ] {
-            let e = parse_api_url(url).unwrap_err().to_string();
+            let e = parse_api_url(Spelling::Flag, url).unwrap_err().to_string();
             assert!(!e.contains("hunter2"), "{e}");
         }
         assert!(is_loopback_url("http://127.0.0.1:8080"));
@@ -804,52 +869,52 @@ mod tests {
 
     #[test]
     fn app_id_and_client_id() {
-        assert_eq!(parse_app_id("123456").unwrap(), "123456");
+        assert_eq!(parse_app_id(Spelling::Flag, "123456").unwrap(), "123456");
         assert_eq!(
-            parse_app_id("Iv23liABCdef0123").unwrap(),
+            parse_app_id(Spelling::Flag, "Iv23liABCdef0123").unwrap(),
             "Iv23liABCdef0123"
         );
         assert_eq!(
-            parse_app_id("Iv1.0123456789abcdef").unwrap(),
+            parse_app_id(Spelling::Flag, "Iv1.0123456789abcdef").unwrap(),
             "Iv1.0123456789abcdef"
         );
-        let e = parse_app_id("12a4").unwrap_err().0;
+        let e = parse_app_id(Spelling::Flag, "12a4").unwrap_err().0;
         assert!(e.starts_with("--app-id '12a4'"), "{e}");
     }
 
     #[test]
     fn installation_choices() {
         assert_eq!(
-            parse_installation(None, None, Some("acme/widgets")).unwrap(),
+            parse_installation(Spelling::Flag, None, None, Some("acme/widgets")).unwrap(),
             InstallationRef::Repo {
                 owner: "acme".into(),
                 name: "widgets".into()
             }
         );
         assert_eq!(
-            parse_installation(None, Some("octocat"), None).unwrap(),
+            parse_installation(Spelling::Flag, None, Some("octocat"), None).unwrap(),
             InstallationRef::Owner("octocat".into())
         );
         assert!(
-            parse_installation(None, Some("a"), Some("a/b"))
+            parse_installation(Spelling::Flag, None, Some("a"), Some("a/b"))
                 .unwrap_err()
                 .0
                 .contains("only one")
         );
         assert!(
-            parse_installation(None, None, None)
+            parse_installation(Spelling::Flag, None, None, None)
                 .unwrap_err()
                 .0
                 .contains("--installation-id N")
         );
         assert!(
-            parse_installation(Some("x1"), None, None)
+            parse_installation(Spelling::Flag, Some("x1"), None, None)
                 .unwrap_err()
                 .0
                 .starts_with("--installation-id")
         );
         assert!(
-            parse_installation(None, None, Some("acme"))
+            parse_installation(Spelling::Flag, None, None, Some("acme"))
                 .unwrap_err()
                 .0
                 .contains("OWNER/NAME")
@@ -859,50 +924,63 @@ mod tests {
     #[test]
     fn scoping() {
         assert_eq!(
-            parse_permissions("contents=read, pull_requests=write").unwrap(),
+            permission_pairs("contents=read, pull_requests=write")
+                .and_then(|p| parse_permissions(Spelling::Flag, p))
+                .unwrap(),
             BTreeMap::from([
                 ("contents".to_string(), "read".to_string()),
                 ("pull_requests".to_string(), "write".to_string())
             ])
         );
         assert!(
-            parse_permissions("contents")
+            permission_pairs("contents")
+                .and_then(|p| parse_permissions(Spelling::Flag, p))
                 .unwrap_err()
                 .0
                 .contains("NAME=LEVEL")
         );
         assert!(
-            parse_permissions("contents=rw")
+            permission_pairs("contents=rw")
+                .and_then(|p| parse_permissions(Spelling::Flag, p))
                 .unwrap_err()
                 .0
                 .contains("read, write or admin")
         );
-        assert!(parse_permissions("Contents=read").is_err());
-        assert_eq!(parse_repositories("a, b,a,", None).unwrap(), vec!["a", "b"]);
+        assert!(
+            permission_pairs("Contents=read")
+                .and_then(|p| parse_permissions(Spelling::Flag, p))
+                .is_err()
+        );
         assert_eq!(
-            parse_repositories("acme/a", Some("acme")).unwrap(),
+            parse_repositories(Spelling::Flag, "a, b,a,".split(','), None).unwrap(),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            parse_repositories(Spelling::Flag, "acme/a".split(','), Some("acme")).unwrap(),
             vec!["a"]
         );
-        assert!(parse_repositories("other/a", Some("acme")).is_err());
-        assert!(parse_repositories("a b", None).is_err());
+        assert!(parse_repositories(Spelling::Flag, "other/a".split(','), Some("acme")).is_err());
+        assert!(parse_repositories(Spelling::Flag, "a b".split(','), None).is_err());
     }
 
     #[test]
     fn api_url_rules() {
         assert_eq!(
-            parse_api_url("https://ghe.example.com/api/v3/").unwrap(),
+            parse_api_url(Spelling::Flag, "https://ghe.example.com/api/v3/").unwrap(),
             "https://ghe.example.com/api/v3"
         );
         assert_eq!(
-            parse_api_url("http://127.0.0.1:8080").unwrap(),
+            parse_api_url(Spelling::Flag, "http://127.0.0.1:8080").unwrap(),
             "http://127.0.0.1:8080"
         );
-        assert!(parse_api_url("http://[::1]:80").is_ok());
-        assert!(parse_api_url("http://localhost:1").is_ok());
-        let e = parse_api_url("http://ghe.example.com").unwrap_err().0;
+        assert!(parse_api_url(Spelling::Flag, "http://[::1]:80").is_ok());
+        assert!(parse_api_url(Spelling::Flag, "http://localhost:1").is_ok());
+        let e = parse_api_url(Spelling::Flag, "http://ghe.example.com")
+            .unwrap_err()
+            .0;
         assert!(e.contains("only allowed to a loopback"), "{e}");
-        assert!(parse_api_url("ftp://x").is_err());
-        assert!(parse_api_url("api.github.com").is_err());
+        assert!(parse_api_url(Spelling::Flag, "ftp://x").is_err());
+        assert!(parse_api_url(Spelling::Flag, "api.github.com").is_err());
     }
 
     #[test]
@@ -983,11 +1061,11 @@ mod tests {
         #[test]
         fn parsers_never_panic(s in "\\PC*") {
             let _ = parse_duration(&s);
-            let _ = parse_permissions(&s);
-            let _ = parse_repositories(&s, Some("acme"));
-            let _ = parse_api_url(&s);
-            let _ = parse_app_id(&s);
-            let _ = parse_installation(None, None, Some(&s));
+            let _ = permission_pairs(&s).and_then(|p| parse_permissions(Spelling::Flag, p));
+            let _ = parse_repositories(Spelling::Flag, s.split(','), Some("acme"));
+            let _ = parse_api_url(Spelling::Flag, &s);
+            let _ = parse_app_id(Spelling::Flag, &s);
+            let _ = parse_installation(Spelling::Flag, None, None, Some(&s));
         }
 
         #[test]

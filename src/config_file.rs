@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use crate::config::{
     AppRef, Config, ConfigError, DEFAULT_API_URL, DEFAULT_HTTP_TIMEOUT, HostEnv, InstallationRef,
-    Source as ConfigSource, Target, parse_api_url, parse_app_id, parse_duration,
+    Source as ConfigSource, Spelling, Target, parse_api_url, parse_app_id, parse_duration,
     parse_installation, parse_permissions, parse_policy, parse_repositories,
 };
 use crate::token_file::FileOptions;
@@ -140,27 +140,11 @@ impl Source<'_> {
         )))
     }
 
-    /// Turn a flag-style message (`--jitter '5': …`) into a key-style one (`jitter '5': …`).
-    fn rekey<T>(&self, span: Range<usize>, r: Result<T, ConfigError>) -> Result<T, ConfigError> {
-        r.or_else(|e| self.err(span, flag_to_key(&e.0)))
+    /// `r`'s error at the line of `span`. The parsers name each setting the way the file
+    /// spells it (`Spelling::Key`), so the message is used as it is.
+    fn at<T>(&self, span: Range<usize>, r: Result<T, ConfigError>) -> Result<T, ConfigError> {
+        r.or_else(|e| self.err(span, e.0))
     }
-}
-
-/// `--refresh-interval '5': …` → `refresh_interval '5': …`: name the key as the file spells it.
-fn flag_to_key(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut rest = msg;
-    while let Some(i) = rest.find("--") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let len = after
-            .find(|c: char| !(c.is_ascii_lowercase() || c == '-'))
-            .unwrap_or(after.len());
-        out.push_str(&after[..len].replace('-', "_"));
-        rest = &after[len..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Read and parse the file at `path`.
@@ -217,7 +201,7 @@ fn parse_with(
         )));
     }
     let http_timeout = match &raw.http_timeout {
-        Some(s) => src.rekey(
+        Some(s) => src.at(
             s.span(),
             parse_duration(s.get_ref()).map_err(|w| ConfigError(format!("http_timeout: {w}"))),
         )?,
@@ -351,7 +335,7 @@ fn build_target(
     let o = &defaults_of!(t);
 
     let app_id = match pick(o.app_id, defaults.app_id) {
-        Some(v) => src.rekey(v.span(), parse_app_id(&v.get_ref().text()))?,
+        Some(v) => src.at(v.span(), parse_app_id(Spelling::Key, &v.get_ref().text()))?,
         None => {
             return src.err(
                 span,
@@ -376,36 +360,39 @@ fn build_target(
     };
     let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().trim().to_owned());
     let id = t.installation_id.as_ref().map(|v| v.get_ref().text());
-    let installation = src.rekey(
+    let installation = src.at(
         span.clone(),
         parse_installation(
+            Spelling::Key,
             id.as_deref(),
             text(&t.owner).as_deref(),
             text(&t.repo).as_deref(),
         )
-        .map_err(|e| ConfigError(ctx(&e.0.replace("--installation-id", "installation_id"))))
-        .map_err(|e| ConfigError(e.0.replace("--", ""))),
+        .map_err(|e| ConfigError(ctx(&e.0))),
     )?;
     let owner_hint = match &installation {
         InstallationRef::Owner(o) | InstallationRef::Repo { owner: o, .. } => Some(o.as_str()),
         InstallationRef::Id(_) => None,
     };
     let repositories = match &t.repositories {
-        Some(r) => src.rekey(
+        Some(r) => src.at(
             r.span(),
-            parse_repositories(&r.get_ref().join(","), owner_hint),
+            parse_repositories(
+                Spelling::Key,
+                r.get_ref().iter().map(String::as_str),
+                owner_hint,
+            ),
         )?,
         None => Vec::new(),
     };
     let permissions = match &t.permissions {
-        Some(p) => {
-            let joined: Vec<String> = p
-                .get_ref()
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            src.rekey(p.span(), parse_permissions(&joined.join(",")))?
-        }
+        Some(p) => src.at(
+            p.span(),
+            parse_permissions(
+                Spelling::Key,
+                p.get_ref().iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
+        )?,
         None => BTreeMap::new(),
     };
     let socket = match &t.socket {
@@ -413,7 +400,7 @@ fn build_target(
             return src.err(p.span(), ctx("socket must be an absolute path"));
         }
         Some(p) => Some(
-            src.rekey(
+            src.at(
                 p.span(),
                 crate::config::check_socket_path("socket", p.get_ref())
                     .map_err(|e| ConfigError(ctx(&e.0))),
@@ -433,7 +420,7 @@ fn build_target(
         },
     };
     let api_url = match pick(o.api_url, defaults.api_url) {
-        Some(u) => src.rekey(u.span(), parse_api_url(u.get_ref()))?,
+        Some(u) => src.at(u.span(), parse_api_url(Spelling::Key, u.get_ref()))?,
         None => DEFAULT_API_URL.to_owned(),
     };
     let dur = |own: &Option<Spanned<String>>, shared: &Option<Spanned<String>>| {
@@ -446,9 +433,10 @@ fn build_target(
         .iter()
         .find_map(|v| v.as_ref().map(|(_, s)| s.clone()))
         .unwrap_or(span.clone());
-    let policy = src.rekey(
+    let policy = src.at(
         policy_span,
         parse_policy(
+            Spelling::Key,
             interval.as_ref().map(|v| v.0.as_str()),
             jitter.as_ref().map(|v| v.0.as_str()),
             min_rem.as_ref().map(|v| v.0.as_str()),
@@ -456,10 +444,10 @@ fn build_target(
     )?;
     let mut file = FileOptions::default();
     if let Some(m) = pick(o.mode, defaults.mode) {
-        file.mode = src.rekey(m.span(), parse_mode(m.get_ref()))?;
+        file.mode = src.at(m.span(), parse_mode(m.get_ref()))?;
     }
     if let Some(g) = pick(o.group, defaults.group) {
-        file.gid = Some(src.rekey(g.span(), resolve_group(g.get_ref()))?);
+        file.gid = Some(src.at(g.span(), resolve_group(g.get_ref()))?);
     }
     if file.mode & 0o070 != 0 && file.gid.is_none() {
         let m = pick(o.mode, defaults.mode).map_or(span.clone(), |m| m.span());
@@ -473,7 +461,7 @@ fn build_target(
         );
     }
     let superseded_after = match pick(o.revoke_superseded_after, defaults.revoke_superseded_after) {
-        Some(s) => Some(src.rekey(
+        Some(s) => Some(src.at(
             s.span(),
             crate::revoke::parse_superseded_after("revoke_superseded_after", s.get_ref()),
         )?),
@@ -798,10 +786,32 @@ jitter = "1m"
 
     #[test]
     fn errors_name_keys_as_the_file_spells_them() {
-        assert_eq!(
-            flag_to_key("--refresh-interval '5': expected --min-remaining"),
-            "refresh_interval '5': expected min_remaining"
-        );
+        let head = "app_id = 1\nprivate_key_file = \"/k\"\n";
+        for (text, want) in [
+            (
+                "jitter = \"10m\"\nrefresh_interval = \"5m\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\n",
+                "jitter 10m must be shorter than refresh_interval 5m",
+            ),
+            (
+                "[[target]]\nname = \"a\"\ninstallation_id = 1\nowner = \"o\"\n",
+                "installation_id, owner and repo choose",
+            ),
+            (
+                "[[target]]\nname = \"a\"\ninstallation_id = \"x\"\n",
+                "installation_id 'x': expected a number",
+            ),
+            (
+                "[[target]]\nname = \"a\"\nowner = \"o\"\nrepositories = [\"x/a\"]\n",
+                "repositories 'x/a': list repository names",
+            ),
+            (
+                "[[target]]\nname = \"a\"\nowner = \"o\"\npermissions = { contents = \"rw\" }\n",
+                "permissions: level 'rw' for contents",
+            ),
+        ] {
+            let e = error_of(&format!("{head}{text}"));
+            assert!(e.contains(want) && !e.contains("--"), "{e}");
+        }
         let e = error_of(
             "app_id = 1\nprivate_key_file = \"/k\"\nrefresh_interval = \"5\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\n",
         );
