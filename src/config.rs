@@ -58,6 +58,16 @@ pub struct HostEnv {
     pub credentials_directory: Option<PathBuf>,
 }
 
+/// The host environment every configuration unit test uses: a runtime directory, no
+/// systemd credential (one fixture for the flags and the file tests).
+#[cfg(test)]
+pub(crate) fn test_env() -> HostEnv {
+    HostEnv {
+        xdg_runtime_dir: Some("/run/user/1000".into()),
+        credentials_directory: None,
+    }
+}
+
 impl HostEnv {
     /// The default token file: `$XDG_RUNTIME_DIR/github-token-refresher/token.json`, or
     /// `…/github-token-refresher/NAME/token.json` for a target of a file. The one place it is
@@ -382,7 +392,7 @@ impl Spelling {
 pub const SINGLE_TARGET_NAME: &str = "default";
 
 /// The value, or `None` with its error added to `problems`.
-fn keep<T>(problems: &mut Vec<String>, r: Result<T, ConfigError>) -> Option<T> {
+pub(crate) fn keep<T>(problems: &mut Vec<String>, r: Result<T, ConfigError>) -> Option<T> {
     r.map_err(|e| problems.push(e.0)).ok()
 }
 
@@ -812,12 +822,7 @@ mod tests {
 
     use super::*;
 
-    fn env() -> HostEnv {
-        HostEnv {
-            xdg_runtime_dir: Some("/run/user/1000".into()),
-            credentials_directory: None,
-        }
-    }
+    use super::test_env as env;
 
     fn raw() -> RawConfig {
         RawConfig {

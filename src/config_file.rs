@@ -10,9 +10,10 @@ use toml::Spanned;
 
 use crate::config::{
     AppRef, Config, ConfigError, DEFAULT_API_URL, DEFAULT_HTTP_TIMEOUT, HostEnv, InstallationRef,
-    Source as ConfigSource, Spelling, Target, parse_api_url, parse_app_id, parse_duration,
+    Source as ConfigSource, Spelling, Target, keep, parse_api_url, parse_app_id, parse_duration,
     parse_installation, parse_permissions, parse_policy, parse_repositories,
 };
+use crate::schedule::Policy;
 use crate::token_file::FileOptions;
 
 /// Shared defaults: every key a target may also set for itself. (Spelled out in both
@@ -200,13 +201,44 @@ fn parse_with(
             path.display()
         )));
     }
+    let mut problems = Vec::new();
     let http_timeout = match &raw.http_timeout {
         Some(s) => src.at(
             s.span(),
             parse_duration(s.get_ref()).map_err(|w| ConfigError(format!("http_timeout: {w}"))),
-        )?,
-        None => parse_duration(DEFAULT_HTTP_TIMEOUT).unwrap_or_default(),
+        ),
+        None => Ok(parse_duration(DEFAULT_HTTP_TIMEOUT).unwrap_or_default()),
     };
+    let http_timeout = keep(&mut problems, http_timeout);
+    let metrics_file = match &raw.metrics_file {
+        Some(p) if !p.get_ref().is_absolute() => {
+            src.err(p.span(), "metrics_file must be an absolute path")
+        }
+        Some(p) => Ok(Some(p.get_ref().clone())),
+        None => Ok(None),
+    };
+    let metrics_file = keep(&mut problems, metrics_file);
+    let targets = targets_of(&src, &raw, env, &mut problems);
+    match (http_timeout, metrics_file) {
+        (Some(http_timeout), Some(metrics_file)) if problems.is_empty() => Ok(Config {
+            targets,
+            http_timeout,
+            source: ConfigSource::File(path.to_owned()),
+            delete_removed_outputs: raw.delete_removed_outputs,
+            metrics_file,
+        }),
+        _ => Err(ConfigError(problems.join("\n"))),
+    }
+}
+
+/// Every `[[target]]`, each mistake (of a target, or two targets sharing a name, an output
+/// or a socket) added to `problems` so that one run reports them all.
+fn targets_of(
+    src: &Source,
+    raw: &RawFile,
+    env: &HostEnv,
+    problems: &mut Vec<String>,
+) -> Vec<Target> {
     let mut targets = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut outputs: HashMap<PathBuf, (String, usize)> = HashMap::new();
@@ -214,59 +246,52 @@ fn parse_with(
     for t in &raw.target {
         let span = t.span();
         let line = src.line_of(span.clone());
-        let target = build_target(&src, t.get_ref(), span, &defaults_of!(raw), env)?;
-        if let Some(first) = names.insert(target.name.clone(), line) {
-            return src.err(
+        if let Some(first) = names.insert(t.get_ref().name.get_ref().trim().to_owned(), line) {
+            problems.extend(src.err::<()>(
                 t.get_ref().name.span(),
                 format!(
                     "target name '{}' is used twice (first at line {first}); names must be unique",
-                    target.name
+                    t.get_ref().name.get_ref().trim()
                 ),
-            );
+            ).err().map(|e| e.0));
+            continue;
         }
+        let Some(target) = keep(
+            problems,
+            build_target(src, t.get_ref(), span, &defaults_of!(raw), env),
+        ) else {
+            continue;
+        };
         if let Some(sock) = &target.socket
             && let Some((other, first)) = sockets.insert(sock.clone(), (target.name.clone(), line))
         {
-            return src.err(
-                    t.get_ref().socket.as_ref().map_or(t.span(), |o| o.span()),
-                    format!(
-                        "targets '{other}' (line {first}) and '{}' both listen on '{}'; give each its own socket",
-                        target.name,
-                        sock.display()
-                    ),
-                );
-        }
-        if !target.writes_file {
-            targets.push(target);
+            problems.extend(src.err::<()>(
+                t.get_ref().socket.as_ref().map_or(t.span(), |o| o.span()),
+                format!(
+                    "targets '{other}' (line {first}) and '{}' both listen on '{}'; give each its own socket",
+                    target.name,
+                    sock.display()
+                ),
+            ).err().map(|e| e.0));
             continue;
         }
-        if let Some((other, first)) =
-            outputs.insert(same_file_key(&target.output), (target.name.clone(), line))
+        if target.writes_file
+            && let Some((other, first)) =
+                outputs.insert(same_file_key(&target.output), (target.name.clone(), line))
         {
-            return src.err(
+            problems.extend(src.err::<()>(
                 t.get_ref().output.as_ref().map_or(t.span(), |o| o.span()),
                 format!(
                     "targets '{other}' (line {first}) and '{}' both write '{}'; give each its own output",
                     target.name,
                     target.output.display()
                 ),
-            );
+            ).err().map(|e| e.0));
+            continue;
         }
         targets.push(target);
     }
-    Ok(Config {
-        targets,
-        http_timeout,
-        source: ConfigSource::File(path.to_owned()),
-        delete_removed_outputs: raw.delete_removed_outputs,
-        metrics_file: match &raw.metrics_file {
-            Some(p) if !p.get_ref().is_absolute() => {
-                return src.err(p.span(), "metrics_file must be an absolute path");
-            }
-            Some(p) => Some(p.get_ref().clone()),
-            None => None,
-        },
-    })
+    targets
 }
 
 /// A target name: it becomes a directory name under `XDG_RUNTIME_DIR`, a log field and
@@ -313,11 +338,39 @@ fn pick<'a, T>(own: &'a Option<T>, shared: &'a Option<T>) -> Option<&'a T> {
     own.as_ref().or(shared.as_ref())
 }
 
+/// What every part of a target reads: the file, the target's own keys, the shared ones.
+struct Part<'a> {
+    src: &'a Source<'a>,
+    t: &'a RawTarget,
+    own: Defaults<'a>,
+    shared: &'a Defaults<'a>,
+    /// The whole `[[target]]` table, for a missing key.
+    span: Range<usize>,
+    name: &'a str,
+}
+
+impl Part<'_> {
+    fn ctx(&self, what: &str) -> String {
+        format!("target '{}': {what}", self.name)
+    }
+
+    fn missing<T>(&self, key: &str) -> Result<T, ConfigError> {
+        self.src.err(
+            self.span.clone(),
+            self.ctx(&format!(
+                "no {key} (set it at the top of the file or in the target)"
+            )),
+        )
+    }
+}
+
+/// One `[[target]]` table → a [`Target`]. Each part is checked even when another failed,
+/// so the error holds one line per mistake of the target.
 fn build_target(
     src: &Source,
     t: &RawTarget,
     span: Range<usize>,
-    defaults: &Defaults,
+    shared: &Defaults,
     env: &HostEnv,
 ) -> Result<Target, ConfigError> {
     let name = t.name.get_ref().trim().to_owned();
@@ -331,151 +384,35 @@ fn build_target(
             ),
         );
     }
-    let ctx = |what: &str| format!("target '{name}': {what}");
-    let o = &defaults_of!(t);
-
-    let app_id = match pick(o.app_id, defaults.app_id) {
-        Some(v) => src.at(v.span(), parse_app_id(Spelling::Key, &v.get_ref().text()))?,
-        None => {
-            return src.err(
-                span,
-                ctx("no app_id (set it at the top of the file or in the target)"),
-            );
-        }
+    let p = Part {
+        src,
+        t,
+        own: defaults_of!(t),
+        shared,
+        span,
+        name: &name,
     };
-    let key_file = match pick(o.private_key_file, defaults.private_key_file) {
-        Some(p) => p.clone(),
-        None => match &env.credentials_directory {
-            Some(dir) if dir.join(crate::config::CREDENTIAL_NAME).exists() => {
-                dir.join(crate::config::CREDENTIAL_NAME)
-            }
-            _ if src.key_optional => PathBuf::new(),
-            _ => {
-                return src.err(
-                    span,
-                    ctx("no private_key_file (set it at the top of the file or in the target)"),
-                );
-            }
-        },
-    };
-    let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().trim().to_owned());
-    let id = t.installation_id.as_ref().map(|v| v.get_ref().text());
-    let installation = src.at(
-        span.clone(),
-        parse_installation(
-            Spelling::Key,
-            id.as_deref(),
-            text(&t.owner).as_deref(),
-            text(&t.repo).as_deref(),
-        )
-        .map_err(|e| ConfigError(ctx(&e.0))),
-    )?;
-    let owner_hint = match &installation {
-        InstallationRef::Owner(o) | InstallationRef::Repo { owner: o, .. } => Some(o.as_str()),
-        InstallationRef::Id(_) => None,
-    };
-    let repositories = match &t.repositories {
-        Some(r) => src.at(
-            r.span(),
-            parse_repositories(
-                Spelling::Key,
-                r.get_ref().iter().map(String::as_str),
-                owner_hint,
-            ),
-        )?,
-        None => Vec::new(),
-    };
-    let permissions = match &t.permissions {
-        Some(p) => src.at(
-            p.span(),
-            parse_permissions(
-                Spelling::Key,
-                p.get_ref().iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            ),
-        )?,
-        None => BTreeMap::new(),
-    };
-    let socket = match &t.socket {
-        Some(p) if !p.get_ref().is_absolute() => {
-            return src.err(p.span(), ctx("socket must be an absolute path"));
-        }
-        Some(p) => Some(
-            src.at(
-                p.span(),
-                crate::config::check_socket_path("socket", p.get_ref())
-                    .map_err(|e| ConfigError(ctx(&e.0))),
-            )?,
-        ),
-        None => None,
-    };
-    // a socket alone serves on demand; with an output the file is kept fresh too
-    let writes_file = socket.is_none() || t.output.is_some();
-    let output = match &t.output {
-        _ if !writes_file => PathBuf::new(),
-        Some(p) if p.get_ref().is_absolute() => lexical(p.get_ref()),
-        Some(p) => return src.err(p.span(), ctx("output must be an absolute path")),
-        None => match env.default_output(Some(&name)) {
-            Some(p) => p,
-            None => return src.err(span, ctx("no output and XDG_RUNTIME_DIR is unset")),
-        },
-    };
-    let api_url = match pick(o.api_url, defaults.api_url) {
-        Some(u) => src.at(u.span(), parse_api_url(Spelling::Key, u.get_ref()))?,
-        None => DEFAULT_API_URL.to_owned(),
-    };
-    let dur = |own: &Option<Spanned<String>>, shared: &Option<Spanned<String>>| {
-        pick(own, shared).map(|s| (s.get_ref().clone(), s.span()))
-    };
-    let interval = dur(o.refresh_interval, defaults.refresh_interval);
-    let jitter = dur(o.jitter, defaults.jitter);
-    let min_rem = dur(o.min_remaining, defaults.min_remaining);
-    let policy_span = [&interval, &jitter, &min_rem]
-        .iter()
-        .find_map(|v| v.as_ref().map(|(_, s)| s.clone()))
-        .unwrap_or(span.clone());
-    let policy = src.at(
-        policy_span,
-        parse_policy(
-            Spelling::Key,
-            interval.as_ref().map(|v| v.0.as_str()),
-            jitter.as_ref().map(|v| v.0.as_str()),
-            min_rem.as_ref().map(|v| v.0.as_str()),
-        ),
-    )?;
-    let mut file = FileOptions::default();
-    if let Some(m) = pick(o.mode, defaults.mode) {
-        file.mode = src.at(m.span(), parse_mode(m.get_ref()))?;
-    }
-    if let Some(g) = pick(o.group, defaults.group) {
-        file.gid = Some(src.at(g.span(), resolve_group(g.get_ref()))?);
-    }
-    if file.mode & 0o070 != 0 && file.gid.is_none() {
-        let m = pick(o.mode, defaults.mode).map_or(span.clone(), |m| m.span());
-        return src.err(
-            m,
-            ctx(&format!(
-                "mode {:04o} lets the file's group read the token, but no group is set: add \
-                 group = \"NAME\" (the group the readers share), or use mode \"0600\"",
-                file.mode
-            )),
-        );
-    }
-    let superseded_after = match pick(o.revoke_superseded_after, defaults.revoke_superseded_after) {
-        Some(s) => Some(src.at(
-            s.span(),
-            crate::revoke::parse_superseded_after("revoke_superseded_after", s.get_ref()),
-        )?),
-        None => None,
-    };
-    let revoke = crate::revoke::Revocation {
-        on_stop: pick(o.revoke_on_stop, defaults.revoke_on_stop)
-            .copied()
-            .unwrap_or(false),
-        superseded_after,
+    let mut problems = Vec::new();
+    let app = keep(&mut problems, app_of(&p, env));
+    let scope = keep(&mut problems, scope_of(&p));
+    let delivery = keep(&mut problems, delivery_of(&p, env));
+    let schedule = keep(&mut problems, schedule_of(&p));
+    let file = keep(&mut problems, file_options_of(&p));
+    let revoke = keep(&mut problems, revocation_of(&p));
+    let (
+        Some(app),
+        Some((installation, repositories, permissions)),
+        Some((socket, writes_file, output)),
+        Some((api_url, policy)),
+        Some(file),
+        Some(revoke),
+    ) = (app, scope, delivery, schedule, file, revoke)
+    else {
+        return Err(ConfigError(problems.join("\n")));
     };
     Ok(Target {
         name,
-        app: AppRef { app_id, key_file },
+        app,
         api_url,
         installation,
         repositories,
@@ -486,6 +423,172 @@ fn build_target(
         file,
         policy,
         revoke,
+    })
+}
+
+fn app_of(p: &Part, env: &HostEnv) -> Result<AppRef, ConfigError> {
+    let app_id = match pick(p.own.app_id, p.shared.app_id) {
+        Some(v) => p
+            .src
+            .at(v.span(), parse_app_id(Spelling::Key, &v.get_ref().text()))?,
+        None => return p.missing("app_id"),
+    };
+    let key_file = match pick(p.own.private_key_file, p.shared.private_key_file) {
+        Some(k) => k.clone(),
+        None => match &env.credentials_directory {
+            Some(dir) if dir.join(crate::config::CREDENTIAL_NAME).exists() => {
+                dir.join(crate::config::CREDENTIAL_NAME)
+            }
+            _ if p.src.key_optional => PathBuf::new(),
+            _ => return p.missing("private_key_file"),
+        },
+    };
+    Ok(AppRef { app_id, key_file })
+}
+
+type Scope = (InstallationRef, Vec<String>, BTreeMap<String, String>);
+
+fn scope_of(p: &Part) -> Result<Scope, ConfigError> {
+    let t = p.t;
+    let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().trim().to_owned());
+    let id = t.installation_id.as_ref().map(|v| v.get_ref().text());
+    let installation = p.src.at(
+        p.span.clone(),
+        parse_installation(
+            Spelling::Key,
+            id.as_deref(),
+            text(&t.owner).as_deref(),
+            text(&t.repo).as_deref(),
+        )
+        .map_err(|e| ConfigError(p.ctx(&e.0))),
+    )?;
+    let owner_hint = match &installation {
+        InstallationRef::Owner(o) | InstallationRef::Repo { owner: o, .. } => Some(o.as_str()),
+        InstallationRef::Id(_) => None,
+    };
+    let repositories = match &t.repositories {
+        Some(r) => p.src.at(
+            r.span(),
+            parse_repositories(
+                Spelling::Key,
+                r.get_ref().iter().map(String::as_str),
+                owner_hint,
+            ),
+        )?,
+        None => Vec::new(),
+    };
+    let permissions = match &t.permissions {
+        Some(m) => p.src.at(
+            m.span(),
+            parse_permissions(
+                Spelling::Key,
+                m.get_ref().iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
+        )?,
+        None => BTreeMap::new(),
+    };
+    Ok((installation, repositories, permissions))
+}
+
+/// The socket, whether the daemon writes a file, and the file.
+fn delivery_of(p: &Part, env: &HostEnv) -> Result<(Option<PathBuf>, bool, PathBuf), ConfigError> {
+    let (src, t) = (p.src, p.t);
+    let socket = match &t.socket {
+        Some(s) if !s.get_ref().is_absolute() => {
+            return src.err(s.span(), p.ctx("socket must be an absolute path"));
+        }
+        Some(s) => Some(
+            src.at(
+                s.span(),
+                crate::config::check_socket_path("socket", s.get_ref())
+                    .map_err(|e| ConfigError(p.ctx(&e.0))),
+            )?,
+        ),
+        None => None,
+    };
+    // a socket alone serves on demand; with an output the file is kept fresh too
+    let writes_file = socket.is_none() || t.output.is_some();
+    let output = match &t.output {
+        _ if !writes_file => PathBuf::new(),
+        Some(o) if o.get_ref().is_absolute() => lexical(o.get_ref()),
+        Some(o) => return src.err(o.span(), p.ctx("output must be an absolute path")),
+        None => match env.default_output(Some(p.name)) {
+            Some(o) => o,
+            None => {
+                return src.err(
+                    p.span.clone(),
+                    p.ctx("no output and XDG_RUNTIME_DIR is unset"),
+                );
+            }
+        },
+    };
+    Ok((socket, writes_file, output))
+}
+
+fn schedule_of(p: &Part) -> Result<(String, Policy), ConfigError> {
+    let (own, shared) = (&p.own, p.shared);
+    let api_url = match pick(own.api_url, shared.api_url) {
+        Some(u) => p
+            .src
+            .at(u.span(), parse_api_url(Spelling::Key, u.get_ref()))?,
+        None => DEFAULT_API_URL.to_owned(),
+    };
+    let interval = pick(own.refresh_interval, shared.refresh_interval);
+    let jitter = pick(own.jitter, shared.jitter);
+    let min_rem = pick(own.min_remaining, shared.min_remaining);
+    let policy_span = [interval, jitter, min_rem]
+        .iter()
+        .find_map(|v| v.map(Spanned::span))
+        .unwrap_or(p.span.clone());
+    fn text(v: Option<&Spanned<String>>) -> Option<&str> {
+        v.map(|s| s.get_ref().as_str())
+    }
+    let policy = p.src.at(
+        policy_span,
+        parse_policy(Spelling::Key, text(interval), text(jitter), text(min_rem)),
+    )?;
+    Ok((api_url, policy))
+}
+
+fn file_options_of(p: &Part) -> Result<FileOptions, ConfigError> {
+    let mode = pick(p.own.mode, p.shared.mode);
+    let mut file = FileOptions::default();
+    if let Some(m) = mode {
+        file.mode = p.src.at(m.span(), parse_mode(m.get_ref()))?;
+    }
+    if let Some(g) = pick(p.own.group, p.shared.group) {
+        file.gid = Some(p.src.at(g.span(), resolve_group(g.get_ref()))?);
+    }
+    if file.mode & 0o070 != 0 && file.gid.is_none() {
+        return p.src.err(
+            mode.map_or(p.span.clone(), Spanned::span),
+            p.ctx(&format!(
+                "mode {:04o} lets the file's group read the token, but no group is set: add \
+                 group = \"NAME\" (the group the readers share), or use mode \"0600\"",
+                file.mode
+            )),
+        );
+    }
+    Ok(file)
+}
+
+fn revocation_of(p: &Part) -> Result<crate::revoke::Revocation, ConfigError> {
+    let after = pick(
+        p.own.revoke_superseded_after,
+        p.shared.revoke_superseded_after,
+    );
+    let superseded_after = match after {
+        Some(s) => Some(p.src.at(
+            s.span(),
+            crate::revoke::parse_superseded_after("revoke_superseded_after", s.get_ref()),
+        )?),
+        None => None,
+    };
+    Ok(crate::revoke::Revocation {
+        on_stop: pick(p.own.revoke_on_stop, p.shared.revoke_on_stop)
+            .copied()
+            .unwrap_or(false),
+        superseded_after,
     })
 }
 
@@ -539,12 +642,7 @@ mod tests {
     use super::*;
     use crate::config::settings;
 
-    fn env() -> HostEnv {
-        HostEnv {
-            xdg_runtime_dir: Some("/run/user/1000".into()),
-            credentials_directory: None,
-        }
-    }
+    use crate::config::test_env as env;
 
     fn parse_str(text: &str) -> Result<Config, ConfigError> {
         parse(text, Path::new("/etc/gtr.toml"), &env())
@@ -782,6 +880,33 @@ jitter = "1m"
         let e = error_of("app_id = [\n");
         assert!(e.starts_with("/etc/gtr.toml:"), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");
+    }
+
+    /// Like the flags, a file reports every mistake at once, one line each with its line
+    /// number: of the file's own keys, of each target, and within one target.
+    #[test]
+    fn every_mistake_of_a_file_in_one_error() {
+        let e = parse_str(
+            "app_id = 1\nprivate_key_file = \"/k\"\nhttp_timeout = \"soon\"\n\
+             metrics_file = \"m.prom\"\n\
+             [[target]]\nname = \"a\"\ninstallation_id = \"x\"\njitter = \"often\"\n\
+             [[target]]\nname = \"b\"\nowner = \"o\"\noutput = \"rel\"\n\
+             [[target]]\nname = \"b\"\nowner = \"o\"\n",
+        )
+        .unwrap_err();
+        let lines: Vec<&str> = e.problems().collect();
+        let want = [
+            "/etc/gtr.toml:3: http_timeout: expected a duration",
+            "/etc/gtr.toml:4: metrics_file must be an absolute path",
+            "/etc/gtr.toml:5: target 'a': installation_id 'x'",
+            "/etc/gtr.toml:8: jitter 'often'",
+            "/etc/gtr.toml:12: target 'b': output must be an absolute path",
+            "/etc/gtr.toml:14: target name 'b' is used twice",
+        ];
+        assert_eq!(lines.len(), want.len(), "{e}");
+        for (line, want) in lines.iter().zip(want) {
+            assert!(line.starts_with(want), "{line}\n(want {want})");
+        }
     }
 
     #[test]
