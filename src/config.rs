@@ -213,6 +213,35 @@ impl RawConfig {
     /// reports every mistake: the error holds one line per problem.
     pub fn into_config(self, env: &HostEnv) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
+        let app = self.app(env, &mut problems);
+        let scope = self.scope(&mut problems);
+        let delivery = self.delivery(env, &mut problems);
+        let schedule = self.schedule(&mut problems);
+        let http_timeout = keep(&mut problems, self.http_timeout());
+        let revoke = self.revocation(&mut problems);
+        let (
+            Some(app),
+            Some(scope),
+            Some(delivery),
+            Some(schedule),
+            Some(http_timeout),
+            Some(revoke),
+        ) = (app, scope, delivery, schedule, http_timeout, revoke)
+        else {
+            return Err(ConfigError(problems.join("\n")));
+        };
+        let name = SINGLE_TARGET_NAME.to_owned();
+        let parts = (scope, delivery, schedule, FileOptions::default(), revoke);
+        Ok(Config {
+            targets: vec![Target::from_parts(name, app, parts)],
+            http_timeout,
+            source: Source::Flags,
+            delete_removed_outputs: false,
+            metrics_file: None,
+        })
+    }
+
+    fn app(&self, env: &HostEnv, problems: &mut Vec<String>) -> Option<AppRef> {
         let app_id = match present(&self.app_id) {
             Some(id) => parse_app_id(Spelling::Flag, id),
             None => err(
@@ -220,13 +249,20 @@ impl RawConfig {
                  or Client ID (Iv…) from the App's settings page",
             ),
         };
-        let app_id = keep(&mut problems, app_id);
+        let app_id = keep(problems, app_id);
         let key_file = keep(
-            &mut problems,
+            problems,
             resolve_key_file(self.private_key_file.as_deref(), env),
         );
+        Some(AppRef {
+            app_id: app_id?,
+            key_file: key_file?,
+        })
+    }
+
+    fn scope(&self, problems: &mut Vec<String>) -> Option<Scope> {
         let installation = keep(
-            &mut problems,
+            problems,
             parse_installation(
                 Spelling::Flag,
                 present(&self.installation_id),
@@ -241,7 +277,7 @@ impl RawConfig {
             Some(InstallationRef::Id(_)) | None => None,
         };
         let repositories = keep(
-            &mut problems,
+            problems,
             parse_repositories(
                 Spelling::Flag,
                 present(&self.repositories).unwrap_or("").split(','),
@@ -249,12 +285,20 @@ impl RawConfig {
             ),
         );
         let permissions = keep(
-            &mut problems,
+            problems,
             permission_pairs(present(&self.permissions).unwrap_or(""))
                 .and_then(|pairs| parse_permissions(Spelling::Flag, pairs)),
         );
+        Some(Scope {
+            installation: installation?,
+            repositories: repositories?,
+            permissions: permissions?,
+        })
+    }
+
+    fn delivery(&self, env: &HostEnv, problems: &mut Vec<String>) -> Option<Delivery> {
         let socket = match self.socket.as_deref().filter(|p| !p.as_os_str().is_empty()) {
-            Some(p) => keep(&mut problems, check_socket_path("--socket", p).map(Some)),
+            Some(p) => keep(problems, check_socket_path("--socket", p).map(Some)),
             None => Some(None),
         };
         // --socket alone serves on demand; with --output the file is kept fresh too
@@ -264,19 +308,27 @@ impl RawConfig {
                 .as_ref()
                 .is_some_and(|p| !p.as_os_str().is_empty());
         let output = if writes_file {
-            keep(&mut problems, resolve_output(self.output.as_deref(), env))
+            keep(problems, resolve_output(self.output.as_deref(), env))
         } else {
             Some(PathBuf::new())
         };
+        Some(Delivery {
+            socket: socket?,
+            writes_file,
+            output: output?,
+        })
+    }
+
+    fn schedule(&self, problems: &mut Vec<String>) -> Option<Schedule> {
         let api_url = keep(
-            &mut problems,
+            problems,
             parse_api_url(
                 Spelling::Flag,
                 present(&self.api_url).unwrap_or(DEFAULT_API_URL),
             ),
         );
         let policy = keep(
-            &mut problems,
+            problems,
             parse_policy(
                 Spelling::Flag,
                 present(&self.refresh_interval),
@@ -284,22 +336,28 @@ impl RawConfig {
                 present(&self.min_remaining),
             ),
         );
-        let http_timeout = parse_flag_duration(
+        Some(Schedule {
+            api_url: api_url?,
+            policy: policy?,
+        })
+    }
+
+    fn http_timeout(&self) -> Result<Duration, ConfigError> {
+        let t = parse_flag_duration(
             "--http-timeout",
             present(&self.http_timeout).unwrap_or(DEFAULT_HTTP_TIMEOUT),
-        )
-        .and_then(|t| {
-            if t < Duration::from_secs(1) {
-                err("--http-timeout must be at least 1s")
-            } else {
-                Ok(t)
-            }
-        });
-        let http_timeout = keep(&mut problems, http_timeout);
+        )?;
+        if t < Duration::from_secs(1) {
+            return err("--http-timeout must be at least 1s");
+        }
+        Ok(t)
+    }
+
+    fn revocation(&self, problems: &mut Vec<String>) -> Option<Revocation> {
         let on_stop = match present(&self.revoke_on_stop) {
             None => Some(false),
             Some(v) => keep(
-                &mut problems,
+                problems,
                 parse_bool(v).ok_or_else(|| {
                     ConfigError(format!(
                         "--revoke-on-stop '{}': expected true or false",
@@ -309,62 +367,61 @@ impl RawConfig {
             ),
         };
         let superseded_after = keep(
-            &mut problems,
+            problems,
             present(&self.revoke_superseded_after)
                 .map(|s| crate::revoke::parse_superseded_after("--revoke-superseded-after", s))
                 .transpose(),
         );
-        match (
-            app_id,
-            key_file,
-            installation,
-            repositories,
-            permissions,
-            output,
-            api_url,
-            policy,
-            http_timeout,
-            socket,
-            on_stop,
-            superseded_after,
-        ) {
-            (
-                Some(app_id),
-                Some(key_file),
-                Some(installation),
-                Some(repositories),
-                Some(permissions),
-                Some(output),
-                Some(api_url),
-                Some(policy),
-                Some(http_timeout),
-                Some(socket),
-                Some(on_stop),
-                Some(superseded_after),
-            ) if problems.is_empty() => Ok(Config {
-                targets: vec![Target {
-                    name: SINGLE_TARGET_NAME.into(),
-                    app: AppRef { app_id, key_file },
-                    api_url,
-                    installation,
-                    repositories,
-                    permissions,
-                    output,
-                    writes_file,
-                    socket,
-                    file: FileOptions::default(),
-                    policy,
-                    revoke: Revocation {
-                        on_stop,
-                        superseded_after,
-                    },
-                }],
-                http_timeout,
-                source: Source::Flags,
-                delete_removed_outputs: false,
-                metrics_file: None,
-            }),
-            _ => Err(ConfigError(problems.join("\n"))),
+        Some(Revocation {
+            on_stop: on_stop?,
+            superseded_after: superseded_after?,
+        })
+    }
+}
+
+/// Which installation, and what the token may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub installation: InstallationRef,
+    pub repositories: Vec<String>,
+    pub permissions: BTreeMap<String, String>,
+}
+
+/// Where the token goes: a file, a socket, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub socket: Option<PathBuf>,
+    pub writes_file: bool,
+    pub output: PathBuf,
+}
+
+/// Where to ask and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub api_url: String,
+    pub policy: Policy,
+}
+
+/// A target's checked parts, as both configuration paths produce them.
+pub type TargetParts = (Scope, Delivery, Schedule, FileOptions, Revocation);
+
+impl Target {
+    /// The one place a [`Target`] is put together, for the flags and for the file.
+    pub fn from_parts(name: String, app: AppRef, parts: TargetParts) -> Target {
+        let (scope, delivery, schedule, file, revoke) = parts;
+        Target {
+            name,
+            app,
+            api_url: schedule.api_url,
+            installation: scope.installation,
+            repositories: scope.repositories,
+            permissions: scope.permissions,
+            output: delivery.output,
+            writes_file: delivery.writes_file,
+            socket: delivery.socket,
+            file,
+            policy: schedule.policy,
+            revoke,
         }
     }
 }

@@ -9,11 +9,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{
-    AppRef, Config, ConfigError, DEFAULT_API_URL, DEFAULT_HTTP_TIMEOUT, HostEnv, InstallationRef,
-    Source as ConfigSource, Spelling, Target, keep, parse_api_url, parse_app_id, parse_duration,
-    parse_installation, parse_permissions, parse_policy, parse_repositories,
+    AppRef, Config, ConfigError, DEFAULT_API_URL, DEFAULT_HTTP_TIMEOUT, Delivery, HostEnv,
+    InstallationRef, Schedule, Scope, Source as ConfigSource, Spelling, Target, keep,
+    parse_api_url, parse_app_id, parse_duration, parse_installation, parse_permissions,
+    parse_policy, parse_repositories,
 };
-use crate::schedule::Policy;
 use crate::token_file::FileOptions;
 
 /// Shared defaults: every key a target may also set for itself. (Spelled out in both
@@ -399,31 +399,16 @@ fn build_target(
     let schedule = keep(&mut problems, schedule_of(&p));
     let file = keep(&mut problems, file_options_of(&p));
     let revoke = keep(&mut problems, revocation_of(&p));
-    let (
-        Some(app),
-        Some((installation, repositories, permissions)),
-        Some((socket, writes_file, output)),
-        Some((api_url, policy)),
-        Some(file),
-        Some(revoke),
-    ) = (app, scope, delivery, schedule, file, revoke)
+    let (Some(app), Some(scope), Some(delivery), Some(schedule), Some(file), Some(revoke)) =
+        (app, scope, delivery, schedule, file, revoke)
     else {
         return Err(ConfigError(problems.join("\n")));
     };
-    Ok(Target {
+    Ok(Target::from_parts(
         name,
         app,
-        api_url,
-        installation,
-        repositories,
-        permissions,
-        output,
-        writes_file,
-        socket,
-        file,
-        policy,
-        revoke,
-    })
+        (scope, delivery, schedule, file, revoke),
+    ))
 }
 
 fn app_of(p: &Part, env: &HostEnv) -> Result<AppRef, ConfigError> {
@@ -445,8 +430,6 @@ fn app_of(p: &Part, env: &HostEnv) -> Result<AppRef, ConfigError> {
     };
     Ok(AppRef { app_id, key_file })
 }
-
-type Scope = (InstallationRef, Vec<String>, BTreeMap<String, String>);
 
 fn scope_of(p: &Part) -> Result<Scope, ConfigError> {
     let t = p.t;
@@ -487,11 +470,15 @@ fn scope_of(p: &Part) -> Result<Scope, ConfigError> {
         )?,
         None => BTreeMap::new(),
     };
-    Ok((installation, repositories, permissions))
+    Ok(Scope {
+        installation,
+        repositories,
+        permissions,
+    })
 }
 
 /// The socket, whether the daemon writes a file, and the file.
-fn delivery_of(p: &Part, env: &HostEnv) -> Result<(Option<PathBuf>, bool, PathBuf), ConfigError> {
+fn delivery_of(p: &Part, env: &HostEnv) -> Result<Delivery, ConfigError> {
     let (src, t) = (p.src, p.t);
     let socket = match &t.socket {
         Some(s) if !s.get_ref().is_absolute() => {
@@ -522,10 +509,14 @@ fn delivery_of(p: &Part, env: &HostEnv) -> Result<(Option<PathBuf>, bool, PathBu
             }
         },
     };
-    Ok((socket, writes_file, output))
+    Ok(Delivery {
+        socket,
+        writes_file,
+        output,
+    })
 }
 
-fn schedule_of(p: &Part) -> Result<(String, Policy), ConfigError> {
+fn schedule_of(p: &Part) -> Result<Schedule, ConfigError> {
     let (own, shared) = (&p.own, p.shared);
     let api_url = match pick(own.api_url, shared.api_url) {
         Some(u) => p
@@ -547,7 +538,7 @@ fn schedule_of(p: &Part) -> Result<(String, Policy), ConfigError> {
         policy_span,
         parse_policy(Spelling::Key, text(interval), text(jitter), text(min_rem)),
     )?;
-    Ok((api_url, policy))
+    Ok(Schedule { api_url, policy })
 }
 
 fn file_options_of(p: &Part) -> Result<FileOptions, ConfigError> {
