@@ -50,22 +50,51 @@ pub struct RawConfig {
     pub socket: Option<PathBuf>,
 }
 
-/// The parts of the process environment configuration depends on, passed in so that
-/// parsing stays pure.
-#[derive(Debug, Clone, Default)]
+/// The parts of the host configuration depends on, looked up at the edge
+/// ([`HostEnv::from_process`]) and passed in, so that parsing stays pure: no parser reads
+/// the environment, tests whether a file exists or reads /etc/group.
+#[derive(Debug, Clone)]
 pub struct HostEnv {
     pub xdg_runtime_dir: Option<PathBuf>,
-    pub credentials_directory: Option<PathBuf>,
+    /// systemd's credential `$CREDENTIALS_DIRECTORY/github-app.pem`, when it exists.
+    pub credential_key: Option<PathBuf>,
+    /// A group name's gid (the system's group database in the process).
+    pub lookup_group: fn(&str) -> Option<u32>,
+}
+
+impl Default for HostEnv {
+    fn default() -> Self {
+        HostEnv {
+            xdg_runtime_dir: None,
+            credential_key: None,
+            lookup_group: |_| None,
+        }
+    }
 }
 
 /// The host environment every configuration unit test uses: a runtime directory, no
-/// systemd credential (one fixture for the flags and the file tests).
+/// systemd credential, one group `agents` (gid 4242); one fixture for the flags and the
+/// file tests.
 #[cfg(test)]
 pub(crate) fn test_env() -> HostEnv {
     HostEnv {
         xdg_runtime_dir: Some("/run/user/1000".into()),
-        credentials_directory: None,
+        credential_key: None,
+        lookup_group: |name| (name == "agents").then_some(4242),
     }
+}
+
+/// The gid of group `name` in /etc/group.
+fn system_group(name: &str) -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, gid)| gid.parse().ok())
 }
 
 impl HostEnv {
@@ -91,7 +120,10 @@ impl HostEnv {
         };
         HostEnv {
             xdg_runtime_dir: path("XDG_RUNTIME_DIR"),
-            credentials_directory: path("CREDENTIALS_DIRECTORY"),
+            credential_key: path("CREDENTIALS_DIRECTORY")
+                .map(|dir| dir.join(CREDENTIAL_NAME))
+                .filter(|key| key.exists()),
+            lookup_group: system_group,
         }
     }
 }
@@ -483,11 +515,8 @@ fn resolve_key_file(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, Confi
     if let Some(p) = flag.filter(|p| !p.as_os_str().is_empty()) {
         return Ok(p.to_owned());
     }
-    if let Some(dir) = &env.credentials_directory {
-        let p = dir.join(CREDENTIAL_NAME);
-        if p.exists() {
-            return Ok(p);
-        }
+    if let Some(key) = &env.credential_key {
+        return Ok(key.clone());
     }
     err(format!(
         "--private-key-file is missing: set --private-key-file or GITHUB_APP_PRIVATE_KEY_FILE to \
@@ -1061,17 +1090,15 @@ mod tests {
         let mut r = raw();
         r.private_key_file = None;
         assert!(error_of(r).starts_with("--private-key-file is missing"));
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(CREDENTIAL_NAME), "x").unwrap();
         let creds = HostEnv {
-            credentials_directory: Some(dir.path().into()),
+            credential_key: Some("/run/credentials/x/github-app.pem".into()),
             ..env()
         };
         let mut r = raw();
         r.private_key_file = Some("".into());
         assert_eq!(
             r.into_config(&creds).unwrap().targets[0].app.key_file,
-            dir.path().join(CREDENTIAL_NAME)
+            Path::new("/run/credentials/x/github-app.pem")
         );
     }
 

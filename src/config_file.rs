@@ -397,7 +397,7 @@ fn build_target(
     let scope = keep(&mut problems, scope_of(&p));
     let delivery = keep(&mut problems, delivery_of(&p, env));
     let schedule = keep(&mut problems, schedule_of(&p));
-    let file = keep(&mut problems, file_options_of(&p));
+    let file = keep(&mut problems, file_options_of(&p, env));
     let revoke = keep(&mut problems, revocation_of(&p));
     let (Some(app), Some(scope), Some(delivery), Some(schedule), Some(file), Some(revoke)) =
         (app, scope, delivery, schedule, file, revoke)
@@ -420,10 +420,8 @@ fn app_of(p: &Part, env: &HostEnv) -> Result<AppRef, ConfigError> {
     };
     let key_file = match pick(p.own.private_key_file, p.shared.private_key_file) {
         Some(k) => k.clone(),
-        None => match &env.credentials_directory {
-            Some(dir) if dir.join(crate::config::CREDENTIAL_NAME).exists() => {
-                dir.join(crate::config::CREDENTIAL_NAME)
-            }
+        None => match &env.credential_key {
+            Some(key) => key.clone(),
             _ if p.src.key_optional => PathBuf::new(),
             _ => return p.missing("private_key_file"),
         },
@@ -541,14 +539,17 @@ fn schedule_of(p: &Part) -> Result<Schedule, ConfigError> {
     Ok(Schedule { api_url, policy })
 }
 
-fn file_options_of(p: &Part) -> Result<FileOptions, ConfigError> {
+fn file_options_of(p: &Part, env: &HostEnv) -> Result<FileOptions, ConfigError> {
     let mode = pick(p.own.mode, p.shared.mode);
     let mut file = FileOptions::default();
     if let Some(m) = mode {
         file.mode = p.src.at(m.span(), parse_mode(m.get_ref()))?;
     }
     if let Some(g) = pick(p.own.group, p.shared.group) {
-        file.gid = Some(p.src.at(g.span(), resolve_group(g.get_ref()))?);
+        file.gid = Some(
+            p.src
+                .at(g.span(), resolve_group(g.get_ref(), env.lookup_group))?,
+        );
     }
     if file.mode & 0o070 != 0 && file.gid.is_none() {
         return p.src.err(
@@ -598,31 +599,21 @@ fn parse_mode(v: &ModeValue) -> Result<u32, ConfigError> {
     }
 }
 
-/// A group name (looked up in /etc/group) or a numeric gid.
-fn resolve_group(v: &IdValue) -> Result<u32, ConfigError> {
+/// A group name (looked up with `lookup`, /etc/group in the process) or a numeric gid.
+fn resolve_group(v: &IdValue, lookup: fn(&str) -> Option<u32>) -> Result<u32, ConfigError> {
     match v {
         IdValue::Number(n) => {
             u32::try_from(*n).map_err(|_| ConfigError("group: gid out of range".into()))
         }
-        IdValue::Text(name) => {
-            if let Ok(n) = name.parse::<u32>() {
-                return Ok(n);
-            }
-            let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-            groups
-                .lines()
-                .filter_map(|l| {
-                    let mut f = l.split(':');
-                    Some((f.next()?, f.nth(1)?))
-                })
-                .find(|(n, _)| n == name)
-                .and_then(|(_, gid)| gid.parse().ok())
-                .ok_or_else(|| {
-                    ConfigError(format!(
-                        "group '{name}' not found in /etc/group; give a gid instead"
-                    ))
-                })
-        }
+        IdValue::Text(name) => name
+            .parse::<u32>()
+            .ok()
+            .or_else(|| lookup(name))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "group '{name}' not found in /etc/group; give a gid instead"
+                ))
+            }),
     }
 }
 
@@ -871,6 +862,21 @@ jitter = "1m"
         let e = error_of("app_id = [\n");
         assert!(e.starts_with("/etc/gtr.toml:"), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");
+    }
+
+    /// A group name goes through the injected lookup (never /etc/group in a unit test).
+    #[test]
+    fn group_names_are_looked_up_through_the_host() {
+        let file = |group: &str| {
+            format!(
+                "app_id = 1\nprivate_key_file = \"/k\"\nmode = \"0640\"\ngroup = \"{group}\"\n\
+                 [[target]]\nname = \"a\"\ninstallation_id = 1\n"
+            )
+        };
+        let c = parse_str(&file("agents")).unwrap();
+        assert_eq!(c.targets[0].file.gid, Some(4242));
+        let e = error_of(&file("nobody-here"));
+        assert!(e.contains("group 'nobody-here' not found"), "{e}");
     }
 
     /// Like the flags, a file reports every mistake at once, one line each with its line
