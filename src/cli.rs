@@ -146,7 +146,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "GITHUB_HTTP_TIMEOUT", value_name = "DURATION")]
     pub http_timeout: Option<String>,
     /// Revoke the token and remove the file when the daemon stops (SIGTERM); a restart
-    /// is a stop too (see docs/revocation.md)
+    /// is a stop too (see docs/revocation.md) [default: false]
     #[arg(long, env = "GITHUB_TOKEN_REVOKE_ON_STOP", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub revoke_on_stop: Option<String>,
     /// Revoke the previous token this long after its successor was published, e.g. 5m
@@ -221,6 +221,35 @@ impl ConfigArgs {
         .into_iter()
         .filter_map(|(flag, on)| on.then_some(flag))
         .collect()
+    }
+}
+
+#[cfg(test)]
+impl ConfigArgs {
+    /// Every field set, to see which ones `single_target_flags` reports.
+    pub fn every_flag_set() -> Self {
+        let s = || Some("x".to_owned());
+        let p = || Some(PathBuf::from("/x"));
+        ConfigArgs {
+            app_id: s(),
+            private_key_file: p(),
+            installation_id: s(),
+            owner: s(),
+            repo: s(),
+            repositories: s(),
+            permissions: s(),
+            output: p(),
+            api_url: s(),
+            refresh_interval: s(),
+            jitter: s(),
+            min_remaining: s(),
+            http_timeout: s(),
+            revoke_on_stop: s(),
+            revoke_superseded_after: s(),
+            socket: p(),
+            metrics_file: p(),
+            config: p(),
+        }
     }
 }
 

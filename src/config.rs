@@ -14,6 +14,8 @@ use crate::revoke::Revocation;
 use crate::schedule::Policy;
 use crate::token_file::FileOptions;
 
+pub mod settings;
+
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 /// Where systemd's `LoadCredential=github-app.pem:…` puts the key.
 pub const CREDENTIAL_NAME: &str = "github-app.pem";
@@ -53,15 +55,68 @@ pub struct RawConfig {
     pub socket: Option<PathBuf>,
 }
 
-/// The parts of the process environment configuration depends on, passed in so that
-/// parsing stays pure.
-#[derive(Debug, Clone, Default)]
+/// The parts of the host configuration depends on, looked up at the edge
+/// ([`HostEnv::from_process`]) and passed in, so that parsing stays pure: no parser reads
+/// the environment, tests whether a file exists or reads /etc/group.
+#[derive(Debug, Clone)]
 pub struct HostEnv {
     pub xdg_runtime_dir: Option<PathBuf>,
-    pub credentials_directory: Option<PathBuf>,
+    /// systemd's credential `$CREDENTIALS_DIRECTORY/github-app.pem`, when it exists.
+    pub credential_key: Option<PathBuf>,
+    /// A group name's gid (the system's group database in the process).
+    pub lookup_group: fn(&str) -> Option<u32>,
+}
+
+impl Default for HostEnv {
+    fn default() -> Self {
+        HostEnv {
+            xdg_runtime_dir: None,
+            credential_key: None,
+            lookup_group: |_| None,
+        }
+    }
+}
+
+/// The host environment every configuration unit test uses: a runtime directory, no
+/// systemd credential, one group `agents` (gid 4242); one fixture for the flags and the
+/// file tests.
+#[cfg(test)]
+pub(crate) fn test_env() -> HostEnv {
+    HostEnv {
+        xdg_runtime_dir: Some("/run/user/1000".into()),
+        credential_key: None,
+        lookup_group: |name| (name == "agents").then_some(4242),
+    }
+}
+
+/// The gid of group `name` in /etc/group.
+fn system_group(name: &str) -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, gid)| gid.parse().ok())
 }
 
 impl HostEnv {
+    /// The default token file: `$XDG_RUNTIME_DIR/github-token-refresher/token.json`, or
+    /// `…/github-token-refresher/NAME/token.json` for a target of a file. The one place it is
+    /// computed (`run`, `once`, `check`, `status`).
+    pub fn default_output(&self, target: Option<&str>) -> Option<PathBuf> {
+        let dir = self
+            .xdg_runtime_dir
+            .as_ref()?
+            .join("github-token-refresher");
+        Some(match target {
+            Some(name) => dir.join(name).join("token.json"),
+            None => dir.join("token.json"),
+        })
+    }
+
     pub fn from_process() -> Self {
         let path = |name: &str| {
             std::env::var_os(name)
@@ -70,7 +125,10 @@ impl HostEnv {
         };
         HostEnv {
             xdg_runtime_dir: path("XDG_RUNTIME_DIR"),
-            credentials_directory: path("CREDENTIALS_DIRECTORY"),
+            credential_key: path("CREDENTIALS_DIRECTORY")
+                .map(|dir| dir.join(CREDENTIAL_NAME))
+                .filter(|key| key.exists()),
+            lookup_group: system_group,
         }
     }
 }
@@ -127,10 +185,60 @@ pub struct Target {
     pub revoke: Revocation,
 }
 
+/// Where the configuration came from: the two paths build the same [`Config`] and differ
+/// only in what the daemon does on a reload and on a first failure (see the methods).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The single-target flags and environment.
+    Flags,
+    /// A TOML file of targets (`--config FILE`).
+    File(PathBuf),
+}
+
+impl Source {
+    /// SIGHUP mints every target at once: with flags nothing can have changed, so a reload
+    /// is how a user asks for a fresh token now. A file's reload applies its changes only.
+    pub fn reload_mints_every_target(&self) -> bool {
+        matches!(self, Source::Flags)
+    }
+
+    /// At start, a still-valid token file keeps its schedule (a file of many targets should
+    /// not mint them all on every restart); with flags the daemon mints at once.
+    pub fn adopts_schedules_of_existing_files(&self) -> bool {
+        matches!(self, Source::File(_))
+    }
+
+    /// A permanent failure (401, 404, …) before any token exists ends the daemon with
+    /// exit 78: its one target can never work. With a file, the other targets keep going.
+    pub fn first_permanent_failure_is_fatal(&self) -> bool {
+        matches!(self, Source::Flags)
+    }
+}
+
+/// The whole configuration, from flags or from a file: loaded once per start or reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub targets: Vec<Target>,
     pub http_timeout: Duration,
+    pub source: Source,
+    /// On reload, delete the token files of targets removed from the file.
+    pub delete_removed_outputs: bool,
+    /// `run` writes Prometheus metrics here (`--metrics-file`, or the file's `metrics_file`;
+    /// the flag wins).
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The same settings for `target` alone.
+    pub fn only(&self, target: &Target) -> Config {
+        Config {
+            targets: vec![target.clone()],
+            http_timeout: self.http_timeout,
+            source: self.source.clone(),
+            delete_removed_outputs: self.delete_removed_outputs,
+            metrics_file: self.metrics_file.clone(),
+        }
+    }
 }
 
 fn present(v: &Option<String>) -> Option<&str> {
@@ -142,21 +250,58 @@ impl RawConfig {
     /// reports every mistake: the error holds one line per problem.
     pub fn into_config(self, env: &HostEnv) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
+        let app = self.app(env, &mut problems);
+        let scope = self.scope(&mut problems);
+        let delivery = self.delivery(env, &mut problems);
+        let schedule = self.schedule(&mut problems);
+        let http_timeout = keep(&mut problems, self.http_timeout());
+        let revoke = self.revocation(&mut problems);
+        let (
+            Some(app),
+            Some(scope),
+            Some(delivery),
+            Some(schedule),
+            Some(http_timeout),
+            Some(revoke),
+        ) = (app, scope, delivery, schedule, http_timeout, revoke)
+        else {
+            return Err(ConfigError(problems.join("\n")));
+        };
+        let name = SINGLE_TARGET_NAME.to_owned();
+        let parts = (scope, delivery, schedule, FileOptions::default(), revoke);
+        Ok(Config {
+            targets: vec![Target::from_parts(name, app, parts)],
+            http_timeout,
+            source: Source::Flags,
+            delete_removed_outputs: false,
+            metrics_file: None,
+        })
+    }
+
+    fn app(&self, env: &HostEnv, problems: &mut Vec<String>) -> Option<AppRef> {
         let app_id = match present(&self.app_id) {
-            Some(id) => parse_app_id(id),
+            Some(id) => parse_app_id(Spelling::Flag, id),
             None => err(
                 "--app-id is missing: set --app-id or GITHUB_APP_ID to the App ID (digits) \
                  or Client ID (Iv…) from the App's settings page",
             ),
         };
-        let app_id = keep(&mut problems, app_id);
+        let app_id = keep(problems, app_id);
         let key_file = keep(
-            &mut problems,
+            problems,
             resolve_key_file(self.private_key_file.as_deref(), env),
         );
+        Some(AppRef {
+            app_id: app_id?,
+            key_file: key_file?,
+        })
+    }
+
+    fn scope(&self, problems: &mut Vec<String>) -> Option<Scope> {
         let installation = keep(
-            &mut problems,
+            problems,
             parse_installation(
+                Spelling::Flag,
                 present(&self.installation_id),
                 present(&self.owner),
                 present(&self.repo),
@@ -169,15 +314,28 @@ impl RawConfig {
             Some(InstallationRef::Id(_)) | None => None,
         };
         let repositories = keep(
-            &mut problems,
-            parse_repositories(present(&self.repositories).unwrap_or(""), owner_hint),
+            problems,
+            parse_repositories(
+                Spelling::Flag,
+                present(&self.repositories).unwrap_or("").split(','),
+                owner_hint,
+            ),
         );
         let permissions = keep(
-            &mut problems,
-            parse_permissions(present(&self.permissions).unwrap_or("")),
+            problems,
+            permission_pairs(present(&self.permissions).unwrap_or(""))
+                .and_then(|pairs| parse_permissions(Spelling::Flag, pairs)),
         );
+        Some(Scope {
+            installation: installation?,
+            repositories: repositories?,
+            permissions: permissions?,
+        })
+    }
+
+    fn delivery(&self, env: &HostEnv, problems: &mut Vec<String>) -> Option<Delivery> {
         let socket = match self.socket.as_deref().filter(|p| !p.as_os_str().is_empty()) {
-            Some(p) => keep(&mut problems, check_socket_path("--socket", p).map(Some)),
+            Some(p) => keep(problems, check_socket_path("--socket", p).map(Some)),
             None => Some(None),
         };
         // --socket alone serves on demand; with --output the file is kept fresh too
@@ -187,38 +345,56 @@ impl RawConfig {
                 .as_ref()
                 .is_some_and(|p| !p.as_os_str().is_empty());
         let output = if writes_file {
-            keep(&mut problems, resolve_output(self.output.as_deref(), env))
+            keep(problems, resolve_output(self.output.as_deref(), env))
         } else {
             Some(PathBuf::new())
         };
+        Some(Delivery {
+            socket: socket?,
+            writes_file,
+            output: output?,
+        })
+    }
+
+    fn schedule(&self, problems: &mut Vec<String>) -> Option<Schedule> {
         let api_url = keep(
-            &mut problems,
-            parse_api_url(present(&self.api_url).unwrap_or(DEFAULT_API_URL)),
+            problems,
+            parse_api_url(
+                Spelling::Flag,
+                present(&self.api_url).unwrap_or(DEFAULT_API_URL),
+            ),
         );
         let policy = keep(
-            &mut problems,
+            problems,
             parse_policy(
+                Spelling::Flag,
                 present(&self.refresh_interval),
                 present(&self.jitter),
                 present(&self.min_remaining),
             ),
         );
-        let http_timeout = parse_flag_duration(
+        Some(Schedule {
+            api_url: api_url?,
+            policy: policy?,
+        })
+    }
+
+    fn http_timeout(&self) -> Result<Duration, ConfigError> {
+        let t = parse_flag_duration(
             "--http-timeout",
             present(&self.http_timeout).unwrap_or(DEFAULT_HTTP_TIMEOUT),
-        )
-        .and_then(|t| {
-            if t < Duration::from_secs(1) {
-                err("--http-timeout must be at least 1s")
-            } else {
-                Ok(t)
-            }
-        });
-        let http_timeout = keep(&mut problems, http_timeout);
+        )?;
+        if t < Duration::from_secs(1) {
+            return err("--http-timeout must be at least 1s");
+        }
+        Ok(t)
+    }
+
+    fn revocation(&self, problems: &mut Vec<String>) -> Option<Revocation> {
         let on_stop = match present(&self.revoke_on_stop) {
             None => Some(false),
             Some(v) => keep(
-                &mut problems,
+                problems,
                 parse_bool(v).ok_or_else(|| {
                     ConfigError(format!(
                         "--revoke-on-stop '{}': expected true or false",
@@ -228,59 +404,80 @@ impl RawConfig {
             ),
         };
         let superseded_after = keep(
-            &mut problems,
+            problems,
             present(&self.revoke_superseded_after)
                 .map(|s| crate::revoke::parse_superseded_after("--revoke-superseded-after", s))
                 .transpose(),
         );
-        match (
-            app_id,
-            key_file,
-            installation,
-            repositories,
-            permissions,
-            output,
-            api_url,
-            policy,
-            http_timeout,
-            socket,
-            on_stop,
-            superseded_after,
-        ) {
-            (
-                Some(app_id),
-                Some(key_file),
-                Some(installation),
-                Some(repositories),
-                Some(permissions),
-                Some(output),
-                Some(api_url),
-                Some(policy),
-                Some(http_timeout),
-                Some(socket),
-                Some(on_stop),
-                Some(superseded_after),
-            ) if problems.is_empty() => Ok(Config {
-                targets: vec![Target {
-                    name: SINGLE_TARGET_NAME.into(),
-                    app: AppRef { app_id, key_file },
-                    api_url,
-                    installation,
-                    repositories,
-                    permissions,
-                    output,
-                    writes_file,
-                    socket,
-                    file: FileOptions::default(),
-                    policy,
-                    revoke: Revocation {
-                        on_stop,
-                        superseded_after,
-                    },
-                }],
-                http_timeout,
-            }),
-            _ => Err(ConfigError(problems.join("\n"))),
+        Some(Revocation {
+            on_stop: on_stop?,
+            superseded_after: superseded_after?,
+        })
+    }
+}
+
+/// Which installation, and what the token may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub installation: InstallationRef,
+    pub repositories: Vec<String>,
+    pub permissions: BTreeMap<String, String>,
+}
+
+/// Where the token goes: a file, a socket, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub socket: Option<PathBuf>,
+    pub writes_file: bool,
+    pub output: PathBuf,
+}
+
+/// Where to ask and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub api_url: String,
+    pub policy: Policy,
+}
+
+/// A target's checked parts, as both configuration paths produce them.
+pub type TargetParts = (Scope, Delivery, Schedule, FileOptions, Revocation);
+
+impl Target {
+    /// The one place a [`Target`] is put together, for the flags and for the file.
+    pub fn from_parts(name: String, app: AppRef, parts: TargetParts) -> Target {
+        let (scope, delivery, schedule, file, revoke) = parts;
+        Target {
+            name,
+            app,
+            api_url: schedule.api_url,
+            installation: scope.installation,
+            repositories: scope.repositories,
+            permissions: scope.permissions,
+            output: delivery.output,
+            writes_file: delivery.writes_file,
+            socket: delivery.socket,
+            file,
+            policy: schedule.policy,
+            revoke,
+        }
+    }
+}
+
+/// How the user wrote the settings a parser reads: as flags (`--app-id`) or as TOML keys
+/// (`app_id`). Errors name a setting the way it was written, so no message is rewritten
+/// afterwards. (A flag is the key with `-` for `_`: `settings` tests that.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spelling {
+    Flag,
+    Key,
+}
+
+impl Spelling {
+    /// `name` (a setting's name, `app_id`) as the user wrote it.
+    pub fn of(self, name: &str) -> String {
+        match self {
+            Spelling::Flag => format!("--{}", name.replace('_', "-")),
+            Spelling::Key => name.to_owned(),
         }
     }
 }
@@ -289,7 +486,7 @@ impl RawConfig {
 pub const SINGLE_TARGET_NAME: &str = "default";
 
 /// The value, or `None` with its error added to `problems`.
-fn keep<T>(problems: &mut Vec<String>, r: Result<T, ConfigError>) -> Option<T> {
+pub(crate) fn keep<T>(problems: &mut Vec<String>, r: Result<T, ConfigError>) -> Option<T> {
     r.map_err(|e| problems.push(e.0)).ok()
 }
 
@@ -301,7 +498,7 @@ impl ConfigError {
 }
 
 /// App ID (digits) or Client ID (`Iv1.…`, `Iv23…`).
-pub fn parse_app_id(id: &str) -> Result<String, ConfigError> {
+pub fn parse_app_id(sp: Spelling, id: &str) -> Result<String, ConfigError> {
     let digits = !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit());
     let client_id = id.starts_with("Iv")
         && id.len() > 4
@@ -311,8 +508,9 @@ pub fn parse_app_id(id: &str) -> Result<String, ConfigError> {
         Ok(id.to_owned())
     } else {
         err(format!(
-            "--app-id '{}': expected the App ID (digits, e.g. 123456) or the Client ID (Iv…) \
+            "{} '{}': expected the App ID (digits, e.g. 123456) or the Client ID (Iv…) \
              from the App's settings page",
+            sp.of("app_id"),
             id.escape_debug()
         ))
     }
@@ -322,11 +520,8 @@ fn resolve_key_file(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, Confi
     if let Some(p) = flag.filter(|p| !p.as_os_str().is_empty()) {
         return Ok(p.to_owned());
     }
-    if let Some(dir) = &env.credentials_directory {
-        let p = dir.join(CREDENTIAL_NAME);
-        if p.exists() {
-            return Ok(p);
-        }
+    if let Some(key) = &env.credential_key {
+        return Ok(key.clone());
     }
     err(format!(
         "--private-key-file is missing: set --private-key-file or GITHUB_APP_PRIVATE_KEY_FILE to \
@@ -335,6 +530,7 @@ fn resolve_key_file(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, Confi
 }
 
 pub fn parse_installation(
+    sp: Spelling,
     id: Option<&str>,
     owner: Option<&str>,
     repo: Option<&str>,
@@ -343,37 +539,46 @@ pub fn parse_installation(
         (Some(id), None, None) => match id.parse::<u64>() {
             Ok(n) if n > 0 => Ok(InstallationRef::Id(n)),
             _ => err(format!(
-                "--installation-id '{}': expected a number (the last part of the \
-                 installation's settings URL); or use --owner NAME or --repo OWNER/NAME instead",
-                id.escape_debug()
+                "{} '{}': expected a number (the last part of the installation's settings \
+                 URL); or use {} NAME or {} OWNER/NAME instead",
+                sp.of("installation_id"),
+                id.escape_debug(),
+                sp.of("owner"),
+                sp.of("repo"),
             )),
         },
         (None, Some(owner), None) => {
-            check_name("--owner", owner)?;
+            check_name(&sp.of("owner"), owner)?;
             Ok(InstallationRef::Owner(owner.to_owned()))
         }
         (None, None, Some(repo)) => match repo.split_once('/') {
             Some((o, n)) if !o.is_empty() && !n.is_empty() && !n.contains('/') => {
-                check_name("--repo", o)?;
-                check_name("--repo", n)?;
+                check_name(&sp.of("repo"), o)?;
+                check_name(&sp.of("repo"), n)?;
                 Ok(InstallationRef::Repo {
                     owner: o.to_owned(),
                     name: n.to_owned(),
                 })
             }
             _ => err(format!(
-                "--repo '{}': expected OWNER/NAME, e.g. acme/widgets",
+                "{} '{}': expected OWNER/NAME, e.g. acme/widgets",
+                sp.of("repo"),
                 repo.escape_debug()
             )),
         },
+        (None, None, None) if sp == Spelling::Key => {
+            err("no installation given: set installation_id, owner or repo")
+        }
         (None, None, None) => err(
             "no installation given: pass --installation-id N, --owner NAME or --repo OWNER/NAME \
              (or GITHUB_APP_INSTALLATION_ID, GITHUB_APP_OWNER, GITHUB_APP_REPO)",
         ),
-        _ => err(
-            "--installation-id, --owner and --repo choose the installation in different ways: \
-             give only one of them",
-        ),
+        _ => err(format!(
+            "{}, {} and {} choose the installation in different ways: give only one of them",
+            sp.of("installation_id"),
+            sp.of("owner"),
+            sp.of("repo"),
+        )),
     }
 }
 
@@ -395,22 +600,28 @@ fn check_name(flag: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// `a,b` → names. `OWNER/NAME` is accepted when OWNER is the installation's owner.
-pub fn parse_repositories(s: &str, owner: Option<&str>) -> Result<Vec<String>, ConfigError> {
+/// Repository names (a flag's `a,b` split by the caller). `OWNER/NAME` is accepted when
+/// OWNER is the installation's owner.
+pub fn parse_repositories<'a>(
+    sp: Spelling,
+    items: impl IntoIterator<Item = &'a str>,
+    owner: Option<&str>,
+) -> Result<Vec<String>, ConfigError> {
+    let key = sp.of("repositories");
     let mut out: Vec<String> = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+    for item in items.into_iter().map(str::trim).filter(|i| !i.is_empty()) {
         let name = match item.split_once('/') {
             Some((o, n)) if owner.is_none_or(|owner| owner.eq_ignore_ascii_case(o)) => n,
             Some(_) => {
                 return err(format!(
-                    "--repositories '{}': list repository names without the owner \
+                    "{key} '{}': list repository names without the owner \
                      (a token covers one installation's repositories)",
                     item.escape_debug()
                 ));
             }
             None => item,
         };
-        check_name("--repositories", name)?;
+        check_name(&key, name)?;
         if !out.iter().any(|r| r == name) {
             out.push(name.to_owned());
         }
@@ -418,29 +629,44 @@ pub fn parse_repositories(s: &str, owner: Option<&str>) -> Result<Vec<String>, C
     Ok(out)
 }
 
-/// `contents=read,pull_requests=write` → map.
-pub fn parse_permissions(s: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+/// `contents=read,pull_requests=write` → pairs, for [`parse_permissions`].
+pub fn permission_pairs(s: &str) -> Result<Vec<(&str, &str)>, ConfigError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(|item| {
+            item.split_once('=').ok_or_else(|| {
+                ConfigError(format!(
+                    "--permissions '{}': expected NAME=LEVEL pairs, e.g. \
+                     contents=read,pull_requests=write",
+                    item.escape_debug()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Permission names and levels → map.
+pub fn parse_permissions<'a>(
+    sp: Spelling,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let key = sp.of("permissions");
     let mut out = BTreeMap::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let Some((name, level)) = item.split_once('=') else {
-            return err(format!(
-                "--permissions '{}': expected NAME=LEVEL pairs, e.g. contents=read,pull_requests=write",
-                item.escape_debug()
-            ));
-        };
+    for (name, level) in pairs {
         let (name, level) = (name.trim(), level.trim());
         let name_ok = !name.is_empty()
             && name.len() <= 64
             && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
         if !name_ok {
             return err(format!(
-                "--permissions: '{}' is not a permission name (lowercase with '_', e.g. pull_requests)",
+                "{key}: '{}' is not a permission name (lowercase with '_', e.g. pull_requests)",
                 name.escape_debug()
             ));
         }
         if !matches!(level, "read" | "write" | "admin") {
             return err(format!(
-                "--permissions: level '{}' for {name}: expected read, write or admin",
+                "{key}: level '{}' for {name}: expected read, write or admin",
                 level.escape_debug()
             ));
         }
@@ -479,8 +705,8 @@ fn resolve_output(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, ConfigE
             ))
         }
         Some(p) => Ok(p.to_owned()),
-        None => match &env.xdg_runtime_dir {
-            Some(dir) => Ok(dir.join("github-token-refresher").join("token.json")),
+        None => match env.default_output(None) {
+            Some(p) => Ok(p),
             None => err(
                 "--output is not set and XDG_RUNTIME_DIR is unset: pass --output PATH \
                  (or GITHUB_TOKEN_FILE)",
@@ -490,10 +716,11 @@ fn resolve_output(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, ConfigE
 }
 
 /// Base URL of the REST API. `http://` only to a loopback address.
-pub fn parse_api_url(s: &str) -> Result<String, ConfigError> {
+pub fn parse_api_url(sp: Spelling, s: &str) -> Result<String, ConfigError> {
+    let key = sp.of("api_url");
     let bad = |why: &str| {
         err(format!(
-            "--api-url '{}': {why} (GitHub.com is {DEFAULT_API_URL}; GitHub Enterprise Server is \
+            "{key} '{}': {why} (GitHub.com is {DEFAULT_API_URL}; GitHub Enterprise Server is \
              https://HOST/api/v3)",
             without_userinfo(s).escape_debug()
         ))
@@ -503,11 +730,11 @@ pub fn parse_api_url(s: &str) -> Result<String, ConfigError> {
     };
     if !url.username().is_empty() || url.password().is_some() {
         // never echo it: the part before '@' may be a password
-        return err(
-            "--api-url: must not carry a user name or password (user:password@); the App \
+        return err(format!(
+            "{key}: must not carry a user name or password (user:password@); the App \
              authenticates with its key, and a credential in the URL would reach logs and \
-             proxies",
-        );
+             proxies"
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return bad("must not carry a query or fragment");
@@ -535,38 +762,41 @@ fn without_userinfo(s: &str) -> String {
 }
 
 pub fn parse_policy(
+    sp: Spelling,
     interval: Option<&str>,
     jitter: Option<&str>,
     min_remaining: Option<&str>,
 ) -> Result<Policy, ConfigError> {
-    let interval = parse_flag_duration(
-        "--refresh-interval",
-        interval.unwrap_or(DEFAULT_REFRESH_INTERVAL),
-    )?;
-    let jitter = parse_flag_duration("--jitter", jitter.unwrap_or(DEFAULT_JITTER))?;
-    let min_remaining = parse_flag_duration(
-        "--min-remaining",
-        min_remaining.unwrap_or(DEFAULT_MIN_REMAINING),
-    )?;
+    let (int_key, jit_key, min_key) = (
+        sp.of("refresh_interval"),
+        sp.of("jitter"),
+        sp.of("min_remaining"),
+    );
+    let interval = parse_flag_duration(&int_key, interval.unwrap_or(DEFAULT_REFRESH_INTERVAL))?;
+    let jitter = parse_flag_duration(&jit_key, jitter.unwrap_or(DEFAULT_JITTER))?;
+    let min_remaining =
+        parse_flag_duration(&min_key, min_remaining.unwrap_or(DEFAULT_MIN_REMAINING))?;
     if interval < Duration::from_secs(1) {
-        return err("--refresh-interval must be at least 1s");
+        return err(format!("{int_key} must be at least 1s"));
     }
     if interval > Duration::from_secs(55 * 60) {
         return err(format!(
-            "--refresh-interval {}: installation tokens live one hour; choose at most 55m \
+            "{int_key} {}: installation tokens live one hour; choose at most 55m \
              (the default is {DEFAULT_REFRESH_INTERVAL})",
             format_duration(interval)
         ));
     }
     if jitter >= interval {
         return err(format!(
-            "--jitter {} must be shorter than --refresh-interval {}",
+            "{jit_key} {} must be shorter than {int_key} {}",
             format_duration(jitter),
             format_duration(interval)
         ));
     }
     if min_remaining >= Duration::from_secs(3600) {
-        return err("--min-remaining must be less than 1h (tokens live one hour)");
+        return err(format!(
+            "{min_key} must be less than 1h (tokens live one hour)"
+        ));
     }
     Ok(Policy {
         interval,
@@ -584,7 +814,7 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn parse_flag_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {
+pub fn parse_flag_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {
     parse_duration(s).map_err(|why| ConfigError(format!("{flag} '{}': {why}", s.escape_debug())))
 }
 
@@ -598,7 +828,7 @@ mod tests {
             "https://u@api.github.com",
             "https://x:hunter2@exa mple.com",
         ] {
-            let e = parse_api_url(url).unwrap_err().to_string();
+            let e = parse_api_url(Spelling::Flag, url).unwrap_err().to_string();
             assert!(!e.contains("hunter2"), "{e}");
         }
         assert!(crate::github::is_loopback_url("http://127.0.0.1:8080"));
@@ -609,12 +839,7 @@ mod tests {
 
     use super::*;
 
-    fn env() -> HostEnv {
-        HostEnv {
-            xdg_runtime_dir: Some("/run/user/1000".into()),
-            credentials_directory: None,
-        }
-    }
+    use super::test_env as env;
 
     fn raw() -> RawConfig {
         RawConfig {
@@ -647,52 +872,52 @@ mod tests {
 
     #[test]
     fn app_id_and_client_id() {
-        assert_eq!(parse_app_id("123456").unwrap(), "123456");
+        assert_eq!(parse_app_id(Spelling::Flag, "123456").unwrap(), "123456");
         assert_eq!(
-            parse_app_id("Iv23liABCdef0123").unwrap(),
+            parse_app_id(Spelling::Flag, "Iv23liABCdef0123").unwrap(),
             "Iv23liABCdef0123"
         );
         assert_eq!(
-            parse_app_id("Iv1.0123456789abcdef").unwrap(),
+            parse_app_id(Spelling::Flag, "Iv1.0123456789abcdef").unwrap(),
             "Iv1.0123456789abcdef"
         );
-        let e = parse_app_id("12a4").unwrap_err().0;
+        let e = parse_app_id(Spelling::Flag, "12a4").unwrap_err().0;
         assert!(e.starts_with("--app-id '12a4'"), "{e}");
     }
 
     #[test]
     fn installation_choices() {
         assert_eq!(
-            parse_installation(None, None, Some("acme/widgets")).unwrap(),
+            parse_installation(Spelling::Flag, None, None, Some("acme/widgets")).unwrap(),
             InstallationRef::Repo {
                 owner: "acme".into(),
                 name: "widgets".into()
             }
         );
         assert_eq!(
-            parse_installation(None, Some("octocat"), None).unwrap(),
+            parse_installation(Spelling::Flag, None, Some("octocat"), None).unwrap(),
             InstallationRef::Owner("octocat".into())
         );
         assert!(
-            parse_installation(None, Some("a"), Some("a/b"))
+            parse_installation(Spelling::Flag, None, Some("a"), Some("a/b"))
                 .unwrap_err()
                 .0
                 .contains("only one")
         );
         assert!(
-            parse_installation(None, None, None)
+            parse_installation(Spelling::Flag, None, None, None)
                 .unwrap_err()
                 .0
                 .contains("--installation-id N")
         );
         assert!(
-            parse_installation(Some("x1"), None, None)
+            parse_installation(Spelling::Flag, Some("x1"), None, None)
                 .unwrap_err()
                 .0
                 .starts_with("--installation-id")
         );
         assert!(
-            parse_installation(None, None, Some("acme"))
+            parse_installation(Spelling::Flag, None, None, Some("acme"))
                 .unwrap_err()
                 .0
                 .contains("OWNER/NAME")
@@ -702,50 +927,63 @@ mod tests {
     #[test]
     fn scoping() {
         assert_eq!(
-            parse_permissions("contents=read, pull_requests=write").unwrap(),
+            permission_pairs("contents=read, pull_requests=write")
+                .and_then(|p| parse_permissions(Spelling::Flag, p))
+                .unwrap(),
             BTreeMap::from([
                 ("contents".to_string(), "read".to_string()),
                 ("pull_requests".to_string(), "write".to_string())
             ])
         );
         assert!(
-            parse_permissions("contents")
+            permission_pairs("contents")
+                .and_then(|p| parse_permissions(Spelling::Flag, p))
                 .unwrap_err()
                 .0
                 .contains("NAME=LEVEL")
         );
         assert!(
-            parse_permissions("contents=rw")
+            permission_pairs("contents=rw")
+                .and_then(|p| parse_permissions(Spelling::Flag, p))
                 .unwrap_err()
                 .0
                 .contains("read, write or admin")
         );
-        assert!(parse_permissions("Contents=read").is_err());
-        assert_eq!(parse_repositories("a, b,a,", None).unwrap(), vec!["a", "b"]);
+        assert!(
+            permission_pairs("Contents=read")
+                .and_then(|p| parse_permissions(Spelling::Flag, p))
+                .is_err()
+        );
         assert_eq!(
-            parse_repositories("acme/a", Some("acme")).unwrap(),
+            parse_repositories(Spelling::Flag, "a, b,a,".split(','), None).unwrap(),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            parse_repositories(Spelling::Flag, "acme/a".split(','), Some("acme")).unwrap(),
             vec!["a"]
         );
-        assert!(parse_repositories("other/a", Some("acme")).is_err());
-        assert!(parse_repositories("a b", None).is_err());
+        assert!(parse_repositories(Spelling::Flag, "other/a".split(','), Some("acme")).is_err());
+        assert!(parse_repositories(Spelling::Flag, "a b".split(','), None).is_err());
     }
 
     #[test]
     fn api_url_rules() {
         assert_eq!(
-            parse_api_url("https://ghe.example.com/api/v3/").unwrap(),
+            parse_api_url(Spelling::Flag, "https://ghe.example.com/api/v3/").unwrap(),
             "https://ghe.example.com/api/v3"
         );
         assert_eq!(
-            parse_api_url("http://127.0.0.1:8080").unwrap(),
+            parse_api_url(Spelling::Flag, "http://127.0.0.1:8080").unwrap(),
             "http://127.0.0.1:8080"
         );
-        assert!(parse_api_url("http://[::1]:80").is_ok());
-        assert!(parse_api_url("http://localhost:1").is_ok());
-        let e = parse_api_url("http://ghe.example.com").unwrap_err().0;
+        assert!(parse_api_url(Spelling::Flag, "http://[::1]:80").is_ok());
+        assert!(parse_api_url(Spelling::Flag, "http://localhost:1").is_ok());
+        let e = parse_api_url(Spelling::Flag, "http://ghe.example.com")
+            .unwrap_err()
+            .0;
         assert!(e.contains("only allowed to a loopback"), "{e}");
-        assert!(parse_api_url("ftp://x").is_err());
-        assert!(parse_api_url("api.github.com").is_err());
+        assert!(parse_api_url(Spelling::Flag, "ftp://x").is_err());
+        assert!(parse_api_url(Spelling::Flag, "api.github.com").is_err());
     }
 
     #[test]
@@ -764,17 +1002,15 @@ mod tests {
         let mut r = raw();
         r.private_key_file = None;
         assert!(error_of(r).starts_with("--private-key-file is missing"));
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(CREDENTIAL_NAME), "x").unwrap();
         let creds = HostEnv {
-            credentials_directory: Some(dir.path().into()),
+            credential_key: Some("/run/credentials/x/github-app.pem".into()),
             ..env()
         };
         let mut r = raw();
         r.private_key_file = Some("".into());
         assert_eq!(
             r.into_config(&creds).unwrap().targets[0].app.key_file,
-            dir.path().join(CREDENTIAL_NAME)
+            Path::new("/run/credentials/x/github-app.pem")
         );
     }
 
@@ -826,11 +1062,11 @@ mod tests {
         #[test]
         fn parsers_never_panic(s in "\\PC*") {
             let _ = parse_duration(&s);
-            let _ = parse_permissions(&s);
-            let _ = parse_repositories(&s, Some("acme"));
-            let _ = parse_api_url(&s);
-            let _ = parse_app_id(&s);
-            let _ = parse_installation(None, None, Some(&s));
+            let _ = permission_pairs(&s).and_then(|p| parse_permissions(Spelling::Flag, p));
+            let _ = parse_repositories(Spelling::Flag, s.split(','), Some("acme"));
+            let _ = parse_api_url(Spelling::Flag, &s);
+            let _ = parse_app_id(Spelling::Flag, &s);
+            let _ = parse_installation(Spelling::Flag, None, None, Some(&s));
         }
 
     }

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{
-    AppRef, Config, ConfigError, DEFAULT_API_URL, HostEnv, InstallationRef, Target, parse_api_url,
-    parse_app_id, parse_installation, parse_permissions, parse_policy, parse_repositories,
+    AppRef, Config, ConfigError, DEFAULT_API_URL, Delivery, HostEnv, InstallationRef, Schedule,
+    Scope, Source as ConfigSource, Spelling, Target, keep, parse_api_url, parse_app_id,
+    parse_installation, parse_permissions, parse_policy, parse_repositories,
 };
 use crate::durations::{DEFAULT_HTTP_TIMEOUT, parse_duration};
 use crate::token_file::FileOptions;
@@ -119,15 +120,6 @@ enum ModeValue {
     Text(String),
 }
 
-/// The parsed file: its targets plus file-level settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileConfig {
-    pub config: Config,
-    pub delete_removed_outputs: bool,
-    /// `run` writes Prometheus metrics here (`--metrics-file` wins).
-    pub metrics_file: Option<PathBuf>,
-}
-
 struct Source<'a> {
     path: &'a Path,
     text: &'a str,
@@ -149,31 +141,15 @@ impl Source<'_> {
         )))
     }
 
-    /// Turn a flag-style message (`--jitter '5': …`) into a key-style one (`jitter '5': …`).
-    fn rekey<T>(&self, span: Range<usize>, r: Result<T, ConfigError>) -> Result<T, ConfigError> {
-        r.or_else(|e| self.err(span, flag_to_key(&e.0)))
+    /// `r`'s error at the line of `span`. The parsers name each setting the way the file
+    /// spells it (`Spelling::Key`), so the message is used as it is.
+    fn at<T>(&self, span: Range<usize>, r: Result<T, ConfigError>) -> Result<T, ConfigError> {
+        r.or_else(|e| self.err(span, e.0))
     }
-}
-
-/// `--refresh-interval '5': …` → `refresh_interval '5': …`: name the key as the file spells it.
-fn flag_to_key(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut rest = msg;
-    while let Some(i) = rest.find("--") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let len = after
-            .find(|c: char| !(c.is_ascii_lowercase() || c == '-'))
-            .unwrap_or(after.len());
-        out.push_str(&after[..len].replace('-', "_"));
-        rest = &after[len..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Read and parse the file at `path`.
-pub fn load(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
+pub fn load(path: &Path, env: &HostEnv) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError(format!(
             "cannot read configuration file '{}': {e}",
@@ -185,7 +161,7 @@ pub fn load(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
 
 /// Read the file for `status`, which needs the targets' outputs but never a key: a file
 /// that relies on systemd's credential (`$CREDENTIALS_DIRECTORY`) works from a shell too.
-pub fn load_for_status(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
+pub fn load_for_status(path: &Path, env: &HostEnv) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError(format!(
             "cannot read configuration file '{}': {e}",
@@ -196,7 +172,7 @@ pub fn load_for_status(path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigE
 }
 
 /// Parse and validate the text of a configuration file.
-pub fn parse(text: &str, path: &Path, env: &HostEnv) -> Result<FileConfig, ConfigError> {
+pub fn parse(text: &str, path: &Path, env: &HostEnv) -> Result<Config, ConfigError> {
     parse_with(text, path, env, false)
 }
 
@@ -205,7 +181,7 @@ fn parse_with(
     path: &Path,
     env: &HostEnv,
     key_optional: bool,
-) -> Result<FileConfig, ConfigError> {
+) -> Result<Config, ConfigError> {
     let src = Source {
         path,
         text,
@@ -225,13 +201,44 @@ fn parse_with(
             path.display()
         )));
     }
+    let mut problems = Vec::new();
     let http_timeout = match &raw.http_timeout {
-        Some(s) => src.rekey(
+        Some(s) => src.at(
             s.span(),
             parse_duration(s.get_ref()).map_err(|w| ConfigError(format!("http_timeout: {w}"))),
-        )?,
-        None => parse_duration(DEFAULT_HTTP_TIMEOUT).unwrap_or_default(),
+        ),
+        None => Ok(parse_duration(DEFAULT_HTTP_TIMEOUT).unwrap_or_default()),
     };
+    let http_timeout = keep(&mut problems, http_timeout);
+    let metrics_file = match &raw.metrics_file {
+        Some(p) if !p.get_ref().is_absolute() => {
+            src.err(p.span(), "metrics_file must be an absolute path")
+        }
+        Some(p) => Ok(Some(p.get_ref().clone())),
+        None => Ok(None),
+    };
+    let metrics_file = keep(&mut problems, metrics_file);
+    let targets = targets_of(&src, &raw, env, &mut problems);
+    match (http_timeout, metrics_file) {
+        (Some(http_timeout), Some(metrics_file)) if problems.is_empty() => Ok(Config {
+            targets,
+            http_timeout,
+            source: ConfigSource::File(path.to_owned()),
+            delete_removed_outputs: raw.delete_removed_outputs,
+            metrics_file,
+        }),
+        _ => Err(ConfigError(problems.join("\n"))),
+    }
+}
+
+/// Every `[[target]]`, each mistake (of a target, or two targets sharing a name, an output
+/// or a socket) added to `problems` so that one run reports them all.
+fn targets_of(
+    src: &Source,
+    raw: &RawFile,
+    env: &HostEnv,
+    problems: &mut Vec<String>,
+) -> Vec<Target> {
     let mut targets = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut outputs: HashMap<PathBuf, (String, usize)> = HashMap::new();
@@ -239,60 +246,52 @@ fn parse_with(
     for t in &raw.target {
         let span = t.span();
         let line = src.line_of(span.clone());
-        let target = build_target(&src, t.get_ref(), span, &defaults_of!(raw), env)?;
-        if let Some(first) = names.insert(target.name.clone(), line) {
-            return src.err(
+        if let Some(first) = names.insert(t.get_ref().name.get_ref().trim().to_owned(), line) {
+            problems.extend(src.err::<()>(
                 t.get_ref().name.span(),
                 format!(
                     "target name '{}' is used twice (first at line {first}); names must be unique",
-                    target.name
+                    t.get_ref().name.get_ref().trim()
                 ),
-            );
+            ).err().map(|e| e.0));
+            continue;
         }
+        let Some(target) = keep(
+            problems,
+            build_target(src, t.get_ref(), span, &defaults_of!(raw), env),
+        ) else {
+            continue;
+        };
         if let Some(sock) = &target.socket
             && let Some((other, first)) = sockets.insert(sock.clone(), (target.name.clone(), line))
         {
-            return src.err(
-                    t.get_ref().socket.as_ref().map_or(t.span(), |o| o.span()),
-                    format!(
-                        "targets '{other}' (line {first}) and '{}' both listen on '{}'; give each its own socket",
-                        target.name,
-                        sock.display()
-                    ),
-                );
-        }
-        if !target.writes_file {
-            targets.push(target);
+            problems.extend(src.err::<()>(
+                t.get_ref().socket.as_ref().map_or(t.span(), |o| o.span()),
+                format!(
+                    "targets '{other}' (line {first}) and '{}' both listen on '{}'; give each its own socket",
+                    target.name,
+                    sock.display()
+                ),
+            ).err().map(|e| e.0));
             continue;
         }
-        if let Some((other, first)) =
-            outputs.insert(same_file_key(&target.output), (target.name.clone(), line))
+        if target.writes_file
+            && let Some((other, first)) =
+                outputs.insert(same_file_key(&target.output), (target.name.clone(), line))
         {
-            return src.err(
+            problems.extend(src.err::<()>(
                 t.get_ref().output.as_ref().map_or(t.span(), |o| o.span()),
                 format!(
                     "targets '{other}' (line {first}) and '{}' both write '{}'; give each its own output",
                     target.name,
                     target.output.display()
                 ),
-            );
+            ).err().map(|e| e.0));
+            continue;
         }
         targets.push(target);
     }
-    Ok(FileConfig {
-        config: Config {
-            targets,
-            http_timeout,
-        },
-        delete_removed_outputs: raw.delete_removed_outputs,
-        metrics_file: match &raw.metrics_file {
-            Some(p) if !p.get_ref().is_absolute() => {
-                return src.err(p.span(), "metrics_file must be an absolute path");
-            }
-            Some(p) => Some(p.get_ref().clone()),
-            None => None,
-        },
-    })
+    targets
 }
 
 /// A target name: it becomes a directory name under `XDG_RUNTIME_DIR`, a log field and
@@ -339,11 +338,39 @@ fn pick<'a, T>(own: &'a Option<T>, shared: &'a Option<T>) -> Option<&'a T> {
     own.as_ref().or(shared.as_ref())
 }
 
+/// What every part of a target reads: the file, the target's own keys, the shared ones.
+struct Part<'a> {
+    src: &'a Source<'a>,
+    t: &'a RawTarget,
+    own: Defaults<'a>,
+    shared: &'a Defaults<'a>,
+    /// The whole `[[target]]` table, for a missing key.
+    span: Range<usize>,
+    name: &'a str,
+}
+
+impl Part<'_> {
+    fn ctx(&self, what: &str) -> String {
+        format!("target '{}': {what}", self.name)
+    }
+
+    fn missing<T>(&self, key: &str) -> Result<T, ConfigError> {
+        self.src.err(
+            self.span.clone(),
+            self.ctx(&format!(
+                "no {key} (set it at the top of the file or in the target)"
+            )),
+        )
+    }
+}
+
+/// One `[[target]]` table → a [`Target`]. Each part is checked even when another failed,
+/// so the error holds one line per mistake of the target.
 fn build_target(
     src: &Source,
     t: &RawTarget,
     span: Range<usize>,
-    defaults: &Defaults,
+    shared: &Defaults,
     env: &HostEnv,
 ) -> Result<Target, ConfigError> {
     let name = t.name.get_ref().trim().to_owned();
@@ -357,76 +384,109 @@ fn build_target(
             ),
         );
     }
-    let ctx = |what: &str| format!("target '{name}': {what}");
-    let o = &defaults_of!(t);
-
-    let app_id = match pick(o.app_id, defaults.app_id) {
-        Some(v) => src.rekey(v.span(), parse_app_id(&v.get_ref().text()))?,
-        None => {
-            return src.err(
-                span,
-                ctx("no app_id (set it at the top of the file or in the target)"),
-            );
-        }
+    let p = Part {
+        src,
+        t,
+        own: defaults_of!(t),
+        shared,
+        span,
+        name: &name,
     };
-    let key_file = match pick(o.private_key_file, defaults.private_key_file) {
-        Some(p) => p.clone(),
-        None => match &env.credentials_directory {
-            Some(dir) if dir.join(crate::config::CREDENTIAL_NAME).exists() => {
-                dir.join(crate::config::CREDENTIAL_NAME)
-            }
-            _ if src.key_optional => PathBuf::new(),
-            _ => {
-                return src.err(
-                    span,
-                    ctx("no private_key_file (set it at the top of the file or in the target)"),
-                );
-            }
+    let mut problems = Vec::new();
+    let app = keep(&mut problems, app_of(&p, env));
+    let scope = keep(&mut problems, scope_of(&p));
+    let delivery = keep(&mut problems, delivery_of(&p, env));
+    let schedule = keep(&mut problems, schedule_of(&p));
+    let file = keep(&mut problems, file_options_of(&p, env));
+    let revoke = keep(&mut problems, revocation_of(&p));
+    let (Some(app), Some(scope), Some(delivery), Some(schedule), Some(file), Some(revoke)) =
+        (app, scope, delivery, schedule, file, revoke)
+    else {
+        return Err(ConfigError(problems.join("\n")));
+    };
+    Ok(Target::from_parts(
+        name,
+        app,
+        (scope, delivery, schedule, file, revoke),
+    ))
+}
+
+fn app_of(p: &Part, env: &HostEnv) -> Result<AppRef, ConfigError> {
+    let app_id = match pick(p.own.app_id, p.shared.app_id) {
+        Some(v) => p
+            .src
+            .at(v.span(), parse_app_id(Spelling::Key, &v.get_ref().text()))?,
+        None => return p.missing("app_id"),
+    };
+    let key_file = match pick(p.own.private_key_file, p.shared.private_key_file) {
+        Some(k) => k.clone(),
+        None => match &env.credential_key {
+            Some(key) => key.clone(),
+            _ if p.src.key_optional => PathBuf::new(),
+            _ => return p.missing("private_key_file"),
         },
     };
+    Ok(AppRef { app_id, key_file })
+}
+
+fn scope_of(p: &Part) -> Result<Scope, ConfigError> {
+    let t = p.t;
     let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().trim().to_owned());
     let id = t.installation_id.as_ref().map(|v| v.get_ref().text());
-    let installation = src.rekey(
-        span.clone(),
+    let installation = p.src.at(
+        p.span.clone(),
         parse_installation(
+            Spelling::Key,
             id.as_deref(),
             text(&t.owner).as_deref(),
             text(&t.repo).as_deref(),
         )
-        .map_err(|e| ConfigError(ctx(&e.0.replace("--installation-id", "installation_id"))))
-        .map_err(|e| ConfigError(e.0.replace("--", ""))),
+        .map_err(|e| ConfigError(p.ctx(&e.0))),
     )?;
     let owner_hint = match &installation {
         InstallationRef::Owner(o) | InstallationRef::Repo { owner: o, .. } => Some(o.as_str()),
         InstallationRef::Id(_) => None,
     };
     let repositories = match &t.repositories {
-        Some(r) => src.rekey(
+        Some(r) => p.src.at(
             r.span(),
-            parse_repositories(&r.get_ref().join(","), owner_hint),
+            parse_repositories(
+                Spelling::Key,
+                r.get_ref().iter().map(String::as_str),
+                owner_hint,
+            ),
         )?,
         None => Vec::new(),
     };
     let permissions = match &t.permissions {
-        Some(p) => {
-            let joined: Vec<String> = p
-                .get_ref()
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            src.rekey(p.span(), parse_permissions(&joined.join(",")))?
-        }
+        Some(m) => p.src.at(
+            m.span(),
+            parse_permissions(
+                Spelling::Key,
+                m.get_ref().iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
+        )?,
         None => BTreeMap::new(),
     };
+    Ok(Scope {
+        installation,
+        repositories,
+        permissions,
+    })
+}
+
+/// The socket, whether the daemon writes a file, and the file.
+fn delivery_of(p: &Part, env: &HostEnv) -> Result<Delivery, ConfigError> {
+    let (src, t) = (p.src, p.t);
     let socket = match &t.socket {
-        Some(p) if !p.get_ref().is_absolute() => {
-            return src.err(p.span(), ctx("socket must be an absolute path"));
+        Some(s) if !s.get_ref().is_absolute() => {
+            return src.err(s.span(), p.ctx("socket must be an absolute path"));
         }
-        Some(p) => Some(
-            src.rekey(
-                p.span(),
-                crate::config::check_socket_path("socket", p.get_ref())
-                    .map_err(|e| ConfigError(ctx(&e.0))),
+        Some(s) => Some(
+            src.at(
+                s.span(),
+                crate::config::check_socket_path("socket", s.get_ref())
+                    .map_err(|e| ConfigError(p.ctx(&e.0))),
             )?,
         ),
         None => None,
@@ -435,82 +495,92 @@ fn build_target(
     let writes_file = socket.is_none() || t.output.is_some();
     let output = match &t.output {
         _ if !writes_file => PathBuf::new(),
-        Some(p) if p.get_ref().is_absolute() => lexical(p.get_ref()),
-        Some(p) => return src.err(p.span(), ctx("output must be an absolute path")),
-        None => match &env.xdg_runtime_dir {
-            Some(dir) => dir
-                .join("github-token-refresher")
-                .join(&name)
-                .join("token.json"),
-            None => return src.err(span, ctx("no output and XDG_RUNTIME_DIR is unset")),
+        Some(o) if o.get_ref().is_absolute() => lexical(o.get_ref()),
+        Some(o) => return src.err(o.span(), p.ctx("output must be an absolute path")),
+        None => match env.default_output(Some(p.name)) {
+            Some(o) => o,
+            None => {
+                return src.err(
+                    p.span.clone(),
+                    p.ctx("no output and XDG_RUNTIME_DIR is unset"),
+                );
+            }
         },
     };
-    let api_url = match pick(o.api_url, defaults.api_url) {
-        Some(u) => src.rekey(u.span(), parse_api_url(u.get_ref()))?,
+    Ok(Delivery {
+        socket,
+        writes_file,
+        output,
+    })
+}
+
+fn schedule_of(p: &Part) -> Result<Schedule, ConfigError> {
+    let (own, shared) = (&p.own, p.shared);
+    let api_url = match pick(own.api_url, shared.api_url) {
+        Some(u) => p
+            .src
+            .at(u.span(), parse_api_url(Spelling::Key, u.get_ref()))?,
         None => DEFAULT_API_URL.to_owned(),
     };
-    let dur = |own: &Option<Spanned<String>>, shared: &Option<Spanned<String>>| {
-        pick(own, shared).map(|s| (s.get_ref().clone(), s.span()))
-    };
-    let interval = dur(o.refresh_interval, defaults.refresh_interval);
-    let jitter = dur(o.jitter, defaults.jitter);
-    let min_rem = dur(o.min_remaining, defaults.min_remaining);
-    let policy_span = [&interval, &jitter, &min_rem]
+    let interval = pick(own.refresh_interval, shared.refresh_interval);
+    let jitter = pick(own.jitter, shared.jitter);
+    let min_rem = pick(own.min_remaining, shared.min_remaining);
+    let policy_span = [interval, jitter, min_rem]
         .iter()
-        .find_map(|v| v.as_ref().map(|(_, s)| s.clone()))
-        .unwrap_or(span.clone());
-    let policy = src.rekey(
-        policy_span,
-        parse_policy(
-            interval.as_ref().map(|v| v.0.as_str()),
-            jitter.as_ref().map(|v| v.0.as_str()),
-            min_rem.as_ref().map(|v| v.0.as_str()),
-        ),
-    )?;
-    let mut file = FileOptions::default();
-    if let Some(m) = pick(o.mode, defaults.mode) {
-        file.mode = src.rekey(m.span(), parse_mode(m.get_ref()))?;
+        .find_map(|v| v.map(Spanned::span))
+        .unwrap_or(p.span.clone());
+    fn text(v: Option<&Spanned<String>>) -> Option<&str> {
+        v.map(|s| s.get_ref().as_str())
     }
-    if let Some(g) = pick(o.group, defaults.group) {
-        file.gid = Some(src.rekey(g.span(), resolve_group(g.get_ref()))?);
+    let policy = p.src.at(
+        policy_span,
+        parse_policy(Spelling::Key, text(interval), text(jitter), text(min_rem)),
+    )?;
+    Ok(Schedule { api_url, policy })
+}
+
+fn file_options_of(p: &Part, env: &HostEnv) -> Result<FileOptions, ConfigError> {
+    let mode = pick(p.own.mode, p.shared.mode);
+    let mut file = FileOptions::default();
+    if let Some(m) = mode {
+        file.mode = p.src.at(m.span(), parse_mode(m.get_ref()))?;
+    }
+    if let Some(g) = pick(p.own.group, p.shared.group) {
+        file.gid = Some(
+            p.src
+                .at(g.span(), resolve_group(g.get_ref(), env.lookup_group))?,
+        );
     }
     if file.mode & 0o070 != 0 && file.gid.is_none() {
-        let m = pick(o.mode, defaults.mode).map_or(span.clone(), |m| m.span());
-        return src.err(
-            m,
-            ctx(&format!(
+        return p.src.err(
+            mode.map_or(p.span.clone(), Spanned::span),
+            p.ctx(&format!(
                 "mode {:04o} lets the file's group read the token, but no group is set: add \
                  group = \"NAME\" (the group the readers share), or use mode \"0600\"",
                 file.mode
             )),
         );
     }
-    let superseded_after = match pick(o.revoke_superseded_after, defaults.revoke_superseded_after) {
-        Some(s) => Some(src.rekey(
+    Ok(file)
+}
+
+fn revocation_of(p: &Part) -> Result<crate::revoke::Revocation, ConfigError> {
+    let after = pick(
+        p.own.revoke_superseded_after,
+        p.shared.revoke_superseded_after,
+    );
+    let superseded_after = match after {
+        Some(s) => Some(p.src.at(
             s.span(),
             crate::revoke::parse_superseded_after("revoke_superseded_after", s.get_ref()),
         )?),
         None => None,
     };
-    let revoke = crate::revoke::Revocation {
-        on_stop: pick(o.revoke_on_stop, defaults.revoke_on_stop)
+    Ok(crate::revoke::Revocation {
+        on_stop: pick(p.own.revoke_on_stop, p.shared.revoke_on_stop)
             .copied()
             .unwrap_or(false),
         superseded_after,
-    };
-    Ok(Target {
-        name,
-        app: AppRef { app_id, key_file },
-        api_url,
-        installation,
-        repositories,
-        permissions,
-        output,
-        writes_file,
-        socket,
-        file,
-        policy,
-        revoke,
     })
 }
 
@@ -529,46 +599,34 @@ fn parse_mode(v: &ModeValue) -> Result<u32, ConfigError> {
     }
 }
 
-/// A group name (looked up in /etc/group) or a numeric gid.
-fn resolve_group(v: &IdValue) -> Result<u32, ConfigError> {
+/// A group name (looked up with `lookup`, /etc/group in the process) or a numeric gid.
+fn resolve_group(v: &IdValue, lookup: fn(&str) -> Option<u32>) -> Result<u32, ConfigError> {
     match v {
         IdValue::Number(n) => {
             u32::try_from(*n).map_err(|_| ConfigError("group: gid out of range".into()))
         }
-        IdValue::Text(name) => {
-            if let Ok(n) = name.parse::<u32>() {
-                return Ok(n);
-            }
-            let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-            groups
-                .lines()
-                .filter_map(|l| {
-                    let mut f = l.split(':');
-                    Some((f.next()?, f.nth(1)?))
-                })
-                .find(|(n, _)| n == name)
-                .and_then(|(_, gid)| gid.parse().ok())
-                .ok_or_else(|| {
-                    ConfigError(format!(
-                        "group '{name}' not found in /etc/group; give a gid instead"
-                    ))
-                })
-        }
+        IdValue::Text(name) => name
+            .parse::<u32>()
+            .ok()
+            .or_else(|| lookup(name))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "group '{name}' not found in /etc/group; give a gid instead"
+                ))
+            }),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+    use crate::config::settings;
 
-    fn env() -> HostEnv {
-        HostEnv {
-            xdg_runtime_dir: Some("/run/user/1000".into()),
-            credentials_directory: None,
-        }
-    }
+    use crate::config::test_env as env;
 
-    fn parse_str(text: &str) -> Result<FileConfig, ConfigError> {
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
         parse(text, Path::new("/etc/gtr.toml"), &env())
     }
 
@@ -609,7 +667,7 @@ jitter = "1m"
             )
         ))
         .unwrap();
-        let [lazy, both] = f.config.targets.as_slice() else {
+        let [lazy, both] = f.targets.as_slice() else {
             panic!()
         };
         assert!(
@@ -636,7 +694,7 @@ jitter = "1m"
     #[test]
     fn a_good_file() {
         let f = parse_str(GOOD).unwrap();
-        let [a, b] = f.config.targets.as_slice() else {
+        let [a, b] = f.targets.as_slice() else {
             panic!()
         };
         assert_eq!(a.name, "agent-1");
@@ -713,6 +771,40 @@ jitter = "1m"
         parse_str(text).unwrap_err().0
     }
 
+    /// The keys serde accepts at `where_`, read from its "unknown field" error, which lists
+    /// every field of the struct (deny_unknown_fields).
+    fn accepted_keys(text: &str) -> BTreeSet<String> {
+        let e = error_of(text);
+        let list = e
+            .split("expected one of")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{e}"));
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_toml_keys_are_the_tables() {
+        use crate::config::settings::{SETTINGS, TARGET_TABLE};
+        let want = |pick: fn(&settings::Setting) -> bool| -> BTreeSet<String> {
+            SETTINGS
+                .iter()
+                .filter(|s| pick(s))
+                .map(|s| s.name.to_owned())
+                .collect()
+        };
+        let mut top = want(|s| s.in_file.top());
+        top.insert(TARGET_TABLE.to_owned());
+        assert_eq!(accepted_keys("not_a_setting = 1\n"), top);
+        assert_eq!(
+            accepted_keys("[[target]]\nnot_a_setting = 1\n"),
+            want(|s| s.in_file.target())
+        );
+    }
+
     #[test]
     fn mistakes_name_the_file_and_line() {
         let e = error_of(
@@ -772,12 +864,76 @@ jitter = "1m"
         assert!(!e.contains('\n'), "one line: {e}");
     }
 
+    /// A group name goes through the injected lookup (never /etc/group in a unit test).
+    #[test]
+    fn group_names_are_looked_up_through_the_host() {
+        let file = |group: &str| {
+            format!(
+                "app_id = 1\nprivate_key_file = \"/k\"\nmode = \"0640\"\ngroup = \"{group}\"\n\
+                 [[target]]\nname = \"a\"\ninstallation_id = 1\n"
+            )
+        };
+        let c = parse_str(&file("agents")).unwrap();
+        assert_eq!(c.targets[0].file.gid, Some(4242));
+        let e = error_of(&file("nobody-here"));
+        assert!(e.contains("group 'nobody-here' not found"), "{e}");
+    }
+
+    /// Like the flags, a file reports every mistake at once, one line each with its line
+    /// number: of the file's own keys, of each target, and within one target.
+    #[test]
+    fn every_mistake_of_a_file_in_one_error() {
+        let e = parse_str(
+            "app_id = 1\nprivate_key_file = \"/k\"\nhttp_timeout = \"soon\"\n\
+             metrics_file = \"m.prom\"\n\
+             [[target]]\nname = \"a\"\ninstallation_id = \"x\"\njitter = \"often\"\n\
+             [[target]]\nname = \"b\"\nowner = \"o\"\noutput = \"rel\"\n\
+             [[target]]\nname = \"b\"\nowner = \"o\"\n",
+        )
+        .unwrap_err();
+        let lines: Vec<&str> = e.problems().collect();
+        let want = [
+            "/etc/gtr.toml:3: http_timeout: expected a duration",
+            "/etc/gtr.toml:4: metrics_file must be an absolute path",
+            "/etc/gtr.toml:5: target 'a': installation_id 'x'",
+            "/etc/gtr.toml:8: jitter 'often'",
+            "/etc/gtr.toml:12: target 'b': output must be an absolute path",
+            "/etc/gtr.toml:14: target name 'b' is used twice",
+        ];
+        assert_eq!(lines.len(), want.len(), "{e}");
+        for (line, want) in lines.iter().zip(want) {
+            assert!(line.starts_with(want), "{line}\n(want {want})");
+        }
+    }
+
     #[test]
     fn errors_name_keys_as_the_file_spells_them() {
-        assert_eq!(
-            flag_to_key("--refresh-interval '5': expected --min-remaining"),
-            "refresh_interval '5': expected min_remaining"
-        );
+        let head = "app_id = 1\nprivate_key_file = \"/k\"\n";
+        for (text, want) in [
+            (
+                "jitter = \"10m\"\nrefresh_interval = \"5m\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\n",
+                "jitter 10m must be shorter than refresh_interval 5m",
+            ),
+            (
+                "[[target]]\nname = \"a\"\ninstallation_id = 1\nowner = \"o\"\n",
+                "installation_id, owner and repo choose",
+            ),
+            (
+                "[[target]]\nname = \"a\"\ninstallation_id = \"x\"\n",
+                "installation_id 'x': expected a number",
+            ),
+            (
+                "[[target]]\nname = \"a\"\nowner = \"o\"\nrepositories = [\"x/a\"]\n",
+                "repositories 'x/a': list repository names",
+            ),
+            (
+                "[[target]]\nname = \"a\"\nowner = \"o\"\npermissions = { contents = \"rw\" }\n",
+                "permissions: level 'rw' for contents",
+            ),
+        ] {
+            let e = error_of(&format!("{head}{text}"));
+            assert!(e.contains(want) && !e.contains("--"), "{e}");
+        }
         let e = error_of(
             "app_id = 1\nprivate_key_file = \"/k\"\nrefresh_interval = \"5\"\n[[target]]\nname = \"a\"\ninstallation_id = 1\n",
         );

@@ -35,8 +35,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, ConfigArgs};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, HostEnv};
-use crate::config_file::FileConfig;
+use crate::config::{Config, ConfigError, HostEnv, Source};
 use crate::error::exit;
 use crate::refresh::Resources;
 
@@ -106,7 +105,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
             }
         }),
         Command::Check(args) => {
-            let config = single_target(&args.config);
+            let config = read_config(&args.config);
             let report = commands::check::Report::from_flags(args.json, args.paths);
             runtime.block_on(commands::check::run(config, clock, args.offline, report))
         }
@@ -126,10 +125,11 @@ fn config_failure(e: &ConfigError) -> i32 {
     exit::CONFIG
 }
 
-/// The configuration from `--config FILE`, or else from the single-target flags.
-fn read_config(args: &ConfigArgs) -> Result<FileConfig, ConfigError> {
+/// The configuration from `--config FILE`, or else from the single-target flags, with
+/// `--metrics-file` over the file's `metrics_file`. Read once per start and per reload.
+fn read_config(args: &ConfigArgs) -> Result<Config, ConfigError> {
     let env = HostEnv::from_process();
-    match &args.config {
+    let mut config = match &args.config {
         Some(path) if !path.as_os_str().is_empty() => {
             let flags = args.single_target_flags();
             if !flags.is_empty() {
@@ -140,23 +140,23 @@ fn read_config(args: &ConfigArgs) -> Result<FileConfig, ConfigError> {
                     flags.join(", ")
                 )));
             }
-            config_file::load(path, &env)
+            config_file::load(path, &env)?
         }
-        _ => Ok(FileConfig {
-            config: args.raw().into_config(&env)?,
-            delete_removed_outputs: false,
-            metrics_file: None,
-        }),
+        _ => args.raw().into_config(&env)?,
+    };
+    if let Some(flag) = args
+        .metrics_file
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        config.metrics_file = Some(flag.clone());
     }
-}
-
-fn single_target(args: &ConfigArgs) -> Result<Config, ConfigError> {
-    read_config(args).map(|f| f.config)
+    Ok(config)
 }
 
 /// Configuration, keys and a writable output directory, or the reason why not.
 fn load(args: &ConfigArgs) -> Result<(Config, Resources), ConfigError> {
-    let config = single_target(args)?;
+    let config = read_config(args)?;
     let res = Resources::load(&config, None)?;
     for t in config.targets.iter().filter(|t| t.writes_file) {
         commands::check::output_writable(&t.output, t.file)
@@ -175,17 +175,7 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
             return exit::CONFIG;
         }
     };
-    let file_mode = args.config.is_some();
-    let file = read_config(&args).ok();
-    let delete_removed = file_mode && file.as_ref().is_some_and(|f| f.delete_removed_outputs);
-    let flag_metrics = args
-        .metrics_file
-        .clone()
-        .filter(|p| !p.as_os_str().is_empty());
-    let metrics_file = flag_metrics
-        .clone()
-        .or_else(|| file.and_then(|f| f.metrics_file));
-    if let Some(path) = &metrics_file
+    if let Some(path) = &config.metrics_file
         && let Err(e) = metrics::check_path(path)
     {
         tracing::error!("{e}");
@@ -199,7 +189,7 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
             return exit::CONFIG;
         }
     };
-    if file_mode {
+    if matches!(config.source, Source::File(_)) {
         // flags cannot change under a running daemon; a targets file can
         let pull_args = args.clone();
         pull.follow_reloads(
@@ -209,9 +199,7 @@ async fn run(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
         );
     }
     let loader: daemon::Loader = Box::new(move || read_config(&args));
-    let mut daemon = daemon::Daemon::new(config, res, loader, !file_mode, clock);
-    daemon.delete_removed_outputs = delete_removed;
-    daemon.set_metrics_file(metrics_file, flag_metrics.is_some());
+    let daemon = daemon::Daemon::new(config, res, loader, clock);
     let code = daemon.run().await;
     pull.stop().await;
     code
@@ -247,7 +235,7 @@ fn status(args: &cli::StatusArgs) -> i32 {
         };
         let mut worst = exit::OK;
         let mut all = Vec::new();
-        for t in file.config.targets.iter().filter(|t| t.writes_file) {
+        for t in file.targets.iter().filter(|t| t.writes_file) {
             let (text, mut json, code) = commands::status::report(&t.output, min, now);
             json["name"] = t.name.clone().into();
             if !args.json {
@@ -261,9 +249,9 @@ fn status(args: &cli::StatusArgs) -> i32 {
         }
         return worst;
     }
-    let path = match (&args.output, env.xdg_runtime_dir) {
+    let path = match (&args.output, env.default_output(None)) {
         (Some(p), _) if !p.as_os_str().is_empty() => p.clone(),
-        (_, Some(dir)) => dir.join("github-token-refresher/token.json"),
+        (_, Some(default)) => default,
         _ => {
             return config_failure(&ConfigError(
                 "--file is not set and XDG_RUNTIME_DIR is unset: pass --file PATH \

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use tracing::{info, warn};
 
-use crate::config::{ConfigError, parse_api_url};
+use crate::config::{ConfigError, Spelling, parse_api_url};
 use crate::durations::{format_duration, parse_duration};
 use crate::error::exit;
 use crate::fingerprint;
@@ -170,7 +170,7 @@ pub async fn main(args: RevokeArgs) -> i32 {
         (None, "") => crate::config::DEFAULT_API_URL.to_owned(),
         (None, u) => u.to_owned(),
     };
-    let url = match parse_api_url(&url) {
+    let url = match parse_api_url(Spelling::Flag, &url) {
         Ok(u) => u,
         Err(e) => {
             let from = if args.api_url.is_some() {

@@ -1,6 +1,7 @@
 //! Shell completions and manual pages from the real binary: generated from the clap
 //! definitions, they name every command, load in bash, and render as man pages without
-//! warnings.
+//! warnings. The settings table of docs/configuration.md matches the one definition of
+//! the settings (`config::settings`).
 
 mod common;
 
@@ -195,4 +196,56 @@ fn manpage_dir_writes_a_page_per_command() {
     let out = run(c);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("manpage --dir"), "{}", text(&out));
+}
+
+/// docs/configuration.md's reference table: one row per setting, spelled as the table in
+/// `config::settings` spells it (flag, variable, TOML key and where the file may set it),
+/// and no TOML key the program does not know.
+#[test]
+fn the_docs_settings_table_is_the_programs() {
+    use github_token_refresher::config::settings::{InFile, SETTINGS};
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let rows: Vec<Vec<&str>> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| flag | environment | TOML key |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    assert!(rows.len() >= SETTINGS.len(), "{rows:?}");
+    let code = |s: Option<&str>, rest: &str| s.map_or("—".to_owned(), |s| format!("`{s}{rest}"));
+    for s in SETTINGS {
+        let toml = match s.in_file {
+            InFile::No => "—".to_owned(),
+            InFile::File => "(file)".to_owned(),
+            InFile::Target => "(target)".to_owned(),
+            InFile::FileAndTarget => "(file, target)".to_owned(),
+        };
+        let found = rows.iter().any(|r| {
+            let flag_ok = match s.flag {
+                Some(f) => r[0] == format!("`--{f}`") || r[0].starts_with(&format!("`--{f} ")),
+                None => r[0] == "—",
+            };
+            let key_ok = match s.in_file {
+                InFile::No => r[2] == "—",
+                _ => r[2].starts_with(&format!("`{}", s.name)) && r[2].ends_with(&toml),
+            };
+            flag_ok && r[1] == code(s.env, "`") && key_ok
+        });
+        assert!(found, "docs/configuration.md has no row for {s:?}");
+    }
+    for r in rows.iter().filter(|r| r[2] != "—") {
+        let key = r[2].trim_start_matches('`');
+        let key = &key[..key
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(key.len())];
+        assert!(
+            SETTINGS.iter().any(|s| s.name == key),
+            "docs/configuration.md documents TOML key {key}, which no setting has"
+        );
+    }
 }

@@ -210,10 +210,7 @@ async fn check_target(
     if offline {
         return;
     }
-    let single = Config {
-        targets: vec![target.clone()],
-        http_timeout: config.http_timeout,
-    };
+    let single = config.only(target);
     let res = match Resources::load(&single, None) {
         Ok(r) => r,
         Err(e) => {

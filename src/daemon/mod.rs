@@ -20,8 +20,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, warn};
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, Target};
-use crate::config_file::FileConfig;
+use crate::config::{Config, ConfigError, Source, Target};
 use crate::durations::format_duration;
 use crate::error::exit;
 use crate::fingerprint;
@@ -45,7 +44,7 @@ pub const NAP: Duration = Duration::from_secs(3600);
 pub const MAX_IN_FLIGHT: usize = 16;
 
 /// Re-reads the configuration on SIGHUP.
-pub type Loader = Box<dyn Fn() -> Result<FileConfig, ConfigError> + Send>;
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send>;
 
 /// The token a target's file holds, and when it expires.
 #[derive(Debug, Clone)]
@@ -195,11 +194,11 @@ fn on_woken(woken: std::io::Result<Woken>) -> Next {
 
 pub struct Daemon {
     /// On reload, delete the files of removed targets (config file `delete_removed_outputs`).
-    pub delete_removed_outputs: bool,
+    delete_removed_outputs: bool,
     clock: Arc<dyn Clock>,
     loader: Loader,
-    /// Single-target mode (flags): a reload mints every target at once.
-    refresh_all_on_reload: bool,
+    /// Flags or file: decides what a reload and a first failure do (`Source`'s methods).
+    source: Source,
     res: Resources,
     http_timeout: Duration,
     targets: Vec<TargetState>,
@@ -212,18 +211,10 @@ pub struct Daemon {
     revocations: JoinSet<()>,
     orphans: Vec<Orphan>,
     metrics: Option<crate::metrics::Writer>,
-    /// `--metrics-file` was given: it wins over the configuration file's `metrics_file`.
-    metrics_from_flag: bool,
 }
 
 impl Daemon {
-    pub fn new(
-        config: Config,
-        res: Resources,
-        loader: Loader,
-        refresh_all_on_reload: bool,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(config: Config, res: Resources, loader: Loader, clock: Arc<dyn Clock>) -> Self {
         let now = clock.now();
         let targets = config
             .targets
@@ -233,10 +224,10 @@ impl Daemon {
             .map(|t| TargetState::new(t, 0, now))
             .collect();
         Daemon {
-            delete_removed_outputs: false,
+            delete_removed_outputs: config.delete_removed_outputs,
             clock,
             loader,
-            refresh_all_on_reload,
+            source: config.source,
             res,
             http_timeout: config.http_timeout,
             targets,
@@ -248,15 +239,8 @@ impl Daemon {
             pending_revocations: Vec::new(),
             revocations: JoinSet::new(),
             orphans: Vec::new(),
-            metrics: None,
-            metrics_from_flag: false,
+            metrics: config.metrics_file.map(crate::metrics::Writer::new),
         }
-    }
-
-    /// Write the metrics to `path` after every change; `from_flag`: a reload keeps it.
-    pub fn set_metrics_file(&mut self, path: Option<std::path::PathBuf>, from_flag: bool) {
-        self.metrics = path.map(crate::metrics::Writer::new);
-        self.metrics_from_flag = from_flag;
     }
 
     /// Bring the metrics file up to date (written only when something in it changed).
@@ -512,7 +496,7 @@ impl Daemon {
     /// A still-valid file from before counts: consumers have a token while we mint anew.
     fn adopt_existing_files(&mut self) {
         let now = self.clock.now();
-        let keep_plans = !self.refresh_all_on_reload;
+        let keep_plans = self.source.adopts_schedules_of_existing_files();
         for t in &mut self.targets {
             let removed = token_file::remove_stale_temps(&t.target.output);
             if removed > 0 {
@@ -754,7 +738,7 @@ impl Daemon {
         if ready_before || has_token {
             return Ok(None);
         }
-        if failed.permanent && self.refresh_all_on_reload {
+        if failed.permanent && self.source.first_permanent_failure_is_fatal() {
             error!("cannot mint a first token and no valid token file exists: {e}{hint}");
             return Err(exit::CONFIG);
         }
@@ -899,13 +883,12 @@ mod tests {
         }
         let file =
             crate::config_file::parse(&text, Path::new("t.toml"), &HostEnv::default()).unwrap();
-        let res = Resources::load(&file.config, None).unwrap();
+        let res = Resources::load(&file, None).unwrap();
         let clock: Arc<dyn Clock> = clock.clone();
         Daemon::new(
-            file.config,
+            file,
             res,
             Box::new(|| Err(ConfigError("no reload in this test".into()))),
-            false,
             clock,
         )
     }

@@ -8,8 +8,7 @@ use tracing::{error, info, warn};
 use std::path::Path;
 
 use super::{Daemon, Orphan, TargetState};
-use crate::config::Target;
-use crate::config_file::FileConfig;
+use crate::config::{Config, Target};
 use crate::notify;
 use crate::refresh::Resources;
 use crate::token_file;
@@ -19,7 +18,7 @@ impl Daemon {
         info!("SIGHUP: reloading configuration and keys");
         notify::reloading();
         let loaded = (self.loader)().and_then(|f| {
-            let res = Resources::load(&f.config, Some(&self.res))?;
+            let res = Resources::load(&f, Some(&self.res))?;
             Ok((f, res))
         });
         let status = match loaded {
@@ -38,13 +37,10 @@ impl Daemon {
         self.ready_sent = true;
     }
 
-    fn apply(&mut self, file: FileConfig, res: Resources) {
-        let config = file.config;
-        self.delete_removed_outputs = file.delete_removed_outputs;
-        if !self.metrics_from_flag
-            && self.metrics.as_ref().map(|m| &m.path) != file.metrics_file.as_ref()
-        {
-            self.metrics = file.metrics_file.clone().map(crate::metrics::Writer::new);
+    fn apply(&mut self, config: Config, res: Resources) {
+        self.delete_removed_outputs = config.delete_removed_outputs;
+        if self.metrics.as_ref().map(|m| &m.path) != config.metrics_file.as_ref() {
+            self.metrics = config.metrics_file.clone().map(crate::metrics::Writer::new);
         }
         let now = self.clock.now();
         let new: Vec<Target> = config
@@ -65,7 +61,7 @@ impl Daemon {
             };
             let state = match (change, prev) {
                 (Change::Kept(_), Some(mut prev)) => {
-                    if self.refresh_all_on_reload {
+                    if self.source.reload_mints_every_target() {
                         prev.plan(now, now);
                         prev.mint_again = prev.in_flight;
                     }

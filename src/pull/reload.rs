@@ -29,8 +29,8 @@ pub async fn on_sighup(
     };
     while hup.recv().await.is_some() {
         let loaded = loader().and_then(|f| {
-            let r = Resources::load(&f.config, Some(&res))?;
-            Ok((f.config, r))
+            let r = Resources::load(&f, Some(&res))?;
+            Ok((f, r))
         });
         match loaded {
             Ok((config, new_res)) => {
@@ -131,7 +131,6 @@ mod tests {
         let text = format!("app_id = 1\nprivate_key_file = \"/k.pem\"\n{targets}");
         crate::config_file::parse(&text, std::path::Path::new("t.toml"), &Default::default())
             .unwrap()
-            .config
     }
 
     fn socket_target(name: &str, repos: &str) -> String {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Target, parse_permissions, parse_repositories};
+use crate::config::{Spelling, Target, parse_permissions, parse_repositories, permission_pairs};
 
 /// Repositories (sorted) and permissions; both empty: the target's own scope.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -72,12 +72,8 @@ pub fn from_query(query: &[(String, String)], target: &Target) -> Result<Scope, 
     let mut scope = Scope::default();
     let mut seen = (false, false);
     for (key, value) in query {
-        let bad = |e: crate::config::ConfigError| {
-            ScopeError::Malformed(
-                e.0.replace("--repositories", "repositories")
-                    .replace("--permissions", "permissions"),
-            )
-        };
+        // parsed with the query's own names (Spelling::Key), so no message is rewritten
+        let bad = |e: crate::config::ConfigError| ScopeError::Malformed(e.0);
         match key.as_str() {
             "repositories" if !seen.0 => {
                 seen.0 = true;
@@ -86,13 +82,17 @@ pub fn from_query(query: &[(String, String)], target: &Target) -> Result<Scope, 
                     | crate::config::InstallationRef::Repo { owner: o, .. } => Some(o.as_str()),
                     crate::config::InstallationRef::Id(_) => None,
                 };
-                scope.repositories = parse_repositories(value, owner).map_err(bad)?;
+                scope.repositories =
+                    parse_repositories(Spelling::Key, value.split(','), owner).map_err(bad)?;
                 scope.repositories.sort();
             }
             "permissions" if !seen.1 => {
                 seen.1 = true;
                 // NAME:LEVEL in a URL (NAME=LEVEL would need escaping); both are accepted
-                scope.permissions = parse_permissions(&value.replace(':', "=")).map_err(bad)?;
+                let pairs = value.replace(':', "=");
+                scope.permissions = permission_pairs(&pairs)
+                    .and_then(|p| parse_permissions(Spelling::Key, p))
+                    .map_err(bad)?;
             }
             "repositories" | "permissions" => {
                 return Err(ScopeError::Malformed(format!("'{key}' given twice")));
@@ -162,7 +162,6 @@ mod tests {
         let mut t =
             crate::config_file::parse(text, std::path::Path::new("t.toml"), &Default::default())
                 .unwrap()
-                .config
                 .targets
                 .remove(0);
         t.repositories = repos.iter().map(|s| s.to_string()).collect();
