@@ -198,34 +198,47 @@ async fn check_target(
         "configuration complete: app {}, {}, API {}",
         target.app.app_id, target.installation, target.api_url
     ));
+    if !check_key(doc, target) || offline {
+        return;
+    }
+    let res = match Resources::load(&config.only(target), None) {
+        Ok(r) => r,
+        Err(e) => return doc.fail("HTTP client", &e.0, None, exit::FAILURE),
+    };
+    let ctx = Ctx::new(&res, target, clock);
+    if check_github(doc, &ctx, target).await {
+        check_output(doc, target);
+    }
+}
+
+/// The key file: owner-only, an RSA private key. False when it fails.
+fn check_key(doc: &mut Doctor, target: &Target) -> bool {
     let key_path = &target.app.key_file;
     if let Err(e) = jwt::load_key(key_path) {
         doc.fail("private key", &e.0, None, exit::CONFIG);
-        return;
+        return false;
     }
     doc.ok(&format!(
         "private key '{}': owner-only, RSA key parses",
         key_path.display()
     ));
-    if offline {
-        return;
-    }
-    let single = config.only(target);
-    let res = match Resources::load(&single, None) {
-        Ok(r) => r,
-        Err(e) => {
-            doc.fail("HTTP client", &e.0, None, exit::FAILURE);
-            return;
-        }
-    };
-    let ctx = Ctx::new(&res, target, clock);
+    true
+}
+
+/// The pipeline's steps one by one, each reported: GitHub accepts the JWT, the
+/// installation resolves, a token is minted with the scope, the token works. False when a
+/// step the later ones need fails.
+async fn check_github(doc: &mut Doctor, ctx: &Ctx, target: &Target) -> bool {
     let c = &ctx.client;
     match ctx.with_jwt(|jwt| async move { c.app(&jwt).await }).await {
         Ok(app) => doc.ok(&format!(
             "GitHub accepts the App JWT: App \"{}\" ({}, id {})",
             app.name, app.slug, app.id
         )),
-        Err(e) => return doc.fail_refresh("GitHub accepts the App JWT (GET /app)", &e),
+        Err(e) => {
+            doc.fail_refresh("GitHub accepts the App JWT (GET /app)", &e);
+            return false;
+        }
     }
     let inst = match ctx.resolve(&target.installation).await {
         Ok(i) => i,
@@ -234,7 +247,8 @@ async fn check_target(
                 InstallationRef::Id(id) => format!("installation {id} resolves"),
                 other => format!("{other} resolves"),
             };
-            return doc.fail_refresh(&what, &e);
+            doc.fail_refresh(&what, &e);
+            return false;
         }
     };
     doc.ok(&format!(
@@ -243,8 +257,26 @@ async fn check_target(
     ));
     let token = match ctx.mint(target, inst.id).await {
         Ok(t) => t,
-        Err(e) => return doc.fail_refresh("mint a token with the requested scope", &e),
+        Err(e) => {
+            doc.fail_refresh("mint a token with the requested scope", &e);
+            return false;
+        }
     };
+    doc.ok(&minted_line(&token));
+    match ctx.verify(&token).await {
+        Ok(n) => doc.ok(&format!(
+            "the token works: GET /installation/repositories lists {n} repositories"
+        )),
+        Err(e) => doc.fail_refresh(
+            "the token works (GET /installation/repositories)",
+            &RefreshError::Github(e),
+        ),
+    }
+    true
+}
+
+/// `minted a token: permissions …; repositories …; fingerprint …`
+fn minted_line(token: &crate::github::AccessToken) -> String {
     let perms: Vec<String> = token
         .permission_levels()
         .iter()
@@ -258,7 +290,7 @@ async fn check_target(
             .join(","),
         None => format!("all ({})", token.repository_selection),
     };
-    doc.ok(&format!(
+    format!(
         "minted a token: permissions {}; repositories {scope}; fingerprint {}",
         if perms.is_empty() {
             "-".into()
@@ -266,16 +298,10 @@ async fn check_target(
             perms.join(",")
         },
         crate::fingerprint::of(token.token.expose())
-    ));
-    match ctx.verify(&token).await {
-        Ok(n) => doc.ok(&format!(
-            "the token works: GET /installation/repositories lists {n} repositories"
-        )),
-        Err(e) => doc.fail_refresh(
-            "the token works (GET /installation/repositories)",
-            &RefreshError::Github(e),
-        ),
-    }
+    )
+}
+
+fn check_output(doc: &mut Doctor, target: &Target) {
     match output_writable(&target.output, target.file) {
         Ok(()) => doc.ok(&format!(
             "output directory '{}' is writable",
