@@ -1,4 +1,5 @@
-//! Exit statuses and the top-level error that maps onto them.
+//! Exit statuses, and the one classifier of failures: for any error, how the daemon retries,
+//! which status a one-shot command exits with, and the hint a person can act on.
 
 use crate::github::{GithubError, RetryKind};
 use crate::refresh::RefreshError;

@@ -1,6 +1,8 @@
-//! One refresh, as `run`, `once` and `check` all do it: sign the App JWT (re-signing once
-//! when GitHub says our clock is off), resolve the installation, mint a scoped token, check
-//! that it works, and publish the token file.
+//! The refresh pipeline every mode shares: resolve the installation (once per App and
+//! installation, shared by all its targets), sign the App JWT (re-signing once when GitHub
+//! says our clock is off), mint a scoped token, check that it works, and publish the token
+//! file. `run` and `once` take all of it ([`refresh`]), the socket stops before the file
+//! ([`mint`]), `check` walks the same steps one by one to report each.
 
 use std::collections::HashMap;
 use std::future::Future;

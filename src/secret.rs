@@ -1,5 +1,6 @@
 //! Secret values (installation tokens, App JWTs, private-key bytes) typed so that they
-//! cannot reach a log line, an error message, `Debug` output or a panic by accident.
+//! cannot reach a log line, an error message, `Debug` output or a panic by accident; and the
+//! one rule for what a token's text may be, shared by the mint and every reader.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The token file: its JSON shape, the one rule for what a token may look like, reading a
+//! The token file: its JSON shape (the token rule itself is `secret::check_token`), reading a
 //! file back safely (whatever a sandbox put at the path), checking the output directory,
 //! and publishing a new file atomically (temp file with O_EXCL in the same directory,
 //! fsync, rename, fsync the directory).
