@@ -50,17 +50,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     {
         return consumer::git_credential_main(args);
     }
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match parse(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            let code = match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::OK,
-                _ => exit::CONFIG,
-            };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     // the in-container commands read one file: no logging setup, no runtime
     let command = match cli.command {
@@ -91,19 +83,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
     match command {
         Command::Run(args) => runtime.block_on(run(args, clock)),
-        Command::Once(args) => runtime.block_on(async {
-            match load(&args) {
-                Ok((config, _)) if config.targets.iter().any(|t| !t.writes_file) => {
-                    config_failure(&ConfigError(
-                        "once writes token files, and a target with a socket but no output has \
-                         none: give it --output (or output = …), or serve it with run"
-                            .into(),
-                    ))
-                }
-                Ok((config, res)) => commands::once::run(config, res, clock).await,
-                Err(e) => config_failure(&e),
-            }
-        }),
+        Command::Once(args) => runtime.block_on(once(args, clock)),
         Command::Check(args) => {
             let config = read_config(&args.config);
             let report = commands::check::Report::from_flags(args.json, args.paths);
@@ -115,6 +95,34 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         | Command::Completions(_)
         | Command::Manpage(_)
         | Command::Fingerprint => unreachable!("dispatched above"),
+    }
+}
+
+/// The command line, or the exit status after clap has printed help, the version or the
+/// usage error.
+fn parse(args: Vec<OsString>) -> Result<Cli, i32> {
+    Cli::try_parse_from(args).map_err(|e| {
+        use clap::error::ErrorKind;
+        let code = match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::OK,
+            _ => exit::CONFIG,
+        };
+        let _ = e.print();
+        code
+    })
+}
+
+async fn once(args: ConfigArgs, clock: Arc<dyn Clock>) -> i32 {
+    match load(&args) {
+        Ok((config, _)) if config.targets.iter().any(|t| !t.writes_file) => {
+            config_failure(&ConfigError(
+                "once writes token files, and a target with a socket but no output has \
+                 none: give it --output (or output = …), or serve it with run"
+                    .into(),
+            ))
+        }
+        Ok((config, res)) => commands::once::run(config, res, clock).await,
+        Err(e) => config_failure(&e),
     }
 }
 

@@ -165,57 +165,18 @@ pub async fn main(args: RevokeArgs) -> i32 {
         Ok(f) => f,
         Err(e) => return fail(exit::NO_TOKEN_FILE, e.to_string()),
     };
-    let url = match (&args.api_url, file.api_url.trim()) {
-        (Some(u), _) => u.clone(),
-        (None, "") => crate::config::DEFAULT_API_URL.to_owned(),
-        (None, u) => u.to_owned(),
-    };
-    let url = match parse_api_url(Spelling::Flag, &url) {
-        Ok(u) => u,
-        Err(e) => {
-            let from = if args.api_url.is_some() {
-                String::new()
-            } else {
-                " (from the file's api_url; pass --api-url to override)".to_owned()
-            };
-            return fail(exit::CONFIG, format!("{e}{from}"));
-        }
-    };
-    let client = match Client::new(&url, budget) {
+    let client = match client_for(&args, &file, budget) {
         Ok(c) => c,
-        Err(e) => return fail(exit::FAILURE, e),
+        Err((code, msg)) => return fail(code, msg),
     };
     let fp = fingerprint::of(file.token.expose());
     let shown = args.file.display();
-    let code = match tokio::time::timeout(budget, client.revoke(&file.token)).await {
-        Ok(Ok(())) => {
-            println!("revoked the token in '{shown}' (fingerprint {fp})");
-            exit::OK
-        }
-        Ok(Err(e)) if e.status() == Some(401) => {
-            println!("the token in '{shown}' (fingerprint {fp}) was already invalid");
-            exit::OK
-        }
-        Ok(Err(e)) => {
-            let code = crate::error::of_github(&e).exit;
-            return fail(
-                code,
-                format!(
-                    "cannot revoke the token in '{shown}' (fingerprint {fp}): {}",
-                    e.short()
-                ),
-            );
-        }
-        Err(_) => {
-            return fail(
-                exit::UNAVAILABLE,
-                format!(
-                    "cannot revoke the token in '{shown}' (fingerprint {fp}): GitHub did not answer within {}",
-                    format_duration(budget)
-                ),
-            );
-        }
-    };
+    if let Err((code, msg)) = revoke_within(&client, &file, &args.file, budget).await {
+        return fail(
+            code,
+            format!("cannot revoke the token in '{shown}' (fingerprint {fp}): {msg}"),
+        );
+    }
     if args.remove {
         match remove_if_holds(&args.file, &fp) {
             Ok(true) => println!("removed '{shown}'"),
@@ -223,7 +184,56 @@ pub async fn main(args: RevokeArgs) -> i32 {
             Err(e) => return fail(exit::FAILURE, format!("cannot remove '{shown}': {e}")),
         }
     }
-    code
+    exit::OK
+}
+
+/// The API client: `--api-url`, else the URL the file names, else GitHub's.
+fn client_for(
+    args: &RevokeArgs,
+    file: &token_file::TokenFile,
+    budget: Duration,
+) -> Result<Client, (i32, String)> {
+    let url = match (&args.api_url, file.api_url.trim()) {
+        (Some(u), _) => u.clone(),
+        (None, "") => crate::config::DEFAULT_API_URL.to_owned(),
+        (None, u) => u.to_owned(),
+    };
+    let url = parse_api_url(Spelling::Flag, &url).map_err(|e| {
+        let from = if args.api_url.is_some() {
+            ""
+        } else {
+            " (from the file's api_url; pass --api-url to override)"
+        };
+        (exit::CONFIG, format!("{e}{from}"))
+    })?;
+    Client::new(&url, budget).map_err(|e| (exit::FAILURE, e))
+}
+
+/// Revoke the file's token within `budget`, saying so; a token GitHub already refuses
+/// (401) counts as revoked.
+async fn revoke_within(
+    client: &Client,
+    file: &token_file::TokenFile,
+    path: &Path,
+    budget: Duration,
+) -> Result<(), (i32, String)> {
+    let fp = fingerprint::of(file.token.expose());
+    let shown = path.display();
+    match tokio::time::timeout(budget, client.revoke(&file.token)).await {
+        Ok(Ok(())) => {
+            println!("revoked the token in '{shown}' (fingerprint {fp})");
+            Ok(())
+        }
+        Ok(Err(e)) if e.status() == Some(401) => {
+            println!("the token in '{shown}' (fingerprint {fp}) was already invalid");
+            Ok(())
+        }
+        Ok(Err(e)) => Err((crate::error::of_github(&e).exit, e.short())),
+        Err(_) => Err((
+            exit::UNAVAILABLE,
+            format!("GitHub did not answer within {}", format_duration(budget)),
+        )),
+    }
 }
 
 #[cfg(test)]

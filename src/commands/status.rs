@@ -21,23 +21,7 @@ pub fn report(
     let shown = path.display().to_string();
     let file = match token_file::read(path) {
         Ok(f) => f,
-        Err(e) => {
-            let state = match e {
-                ReadError::Missing(_) => "missing",
-                _ => "unreadable",
-            };
-            let hint = match e {
-                ReadError::Missing(_) => {
-                    "; is the daemon running? (systemctl --user status github-token-refresher)"
-                }
-                _ => "",
-            };
-            return (
-                format!("{e}{hint}"),
-                json!({"path": shown, "state": state, "error": e.to_string()}),
-                exit::NO_TOKEN_FILE,
-            );
-        }
+        Err(e) => return unreadable(&shown, &e),
     };
     let freshness = file.freshness(now, min_remaining.as_secs() as i64);
     let (state, code, remaining) = match freshness {
@@ -53,7 +37,6 @@ pub fn report(
             file.account, file.installation_id, file.app_id
         )
     };
-    let dur = |s: i64| format_duration(Duration::from_secs(s.unsigned_abs()));
     let when = match freshness {
         Freshness::Expired { ago_secs } => {
             format!("expired at {} ({} ago)", file.expires_at, dur(ago_secs))
@@ -62,27 +45,12 @@ pub fn report(
     };
     // relative as well as absolute: "16:44" next to a clock reading 16:44:20 looks overdue
     let refresh_in = (file.refresh_at_unix > 0).then(|| file.refresh_at_unix - now.timestamp());
-    let refresh = match refresh_in {
-        _ if file.refresh_at.is_empty() => String::new(),
-        Some(secs) if secs >= 0 => {
-            format!(
-                ", next refresh planned {} (in {})",
-                file.refresh_at,
-                dur(secs.max(1))
-            )
-        }
-        Some(secs) => format!(
-            ", next refresh planned {} ({} ago: overdue, is the daemon running?)",
-            file.refresh_at,
-            dur(secs)
-        ),
-        None => format!(", next refresh planned {}", file.refresh_at),
-    };
     // from the token itself, not the file's field: an older writer leaves that out
     let fingerprint = crate::fingerprint::of(file.token.expose());
     let text = format!(
-        "{state}: '{shown}' holds a token{who}, {when}; generation {}, fingerprint {fingerprint}{refresh}",
-        file.generation
+        "{state}: '{shown}' holds a token{who}, {when}; generation {}, fingerprint {fingerprint}{}",
+        file.generation,
+        refresh_text(&file, refresh_in)
     );
     let value = json!({
         "path": shown,
@@ -103,6 +71,44 @@ pub fn report(
         "fingerprint": fingerprint,
     });
     (text, value, code)
+}
+
+/// A file `status` cannot read as a token file: missing (is the daemon running?) or not one.
+fn unreadable(shown: &str, e: &ReadError) -> (String, serde_json::Value, i32) {
+    let (state, hint) = match e {
+        ReadError::Missing(_) => (
+            "missing",
+            "; is the daemon running? (systemctl --user status github-token-refresher)",
+        ),
+        _ => ("unreadable", ""),
+    };
+    (
+        format!("{e}{hint}"),
+        json!({"path": shown, "state": state, "error": e.to_string()}),
+        exit::NO_TOKEN_FILE,
+    )
+}
+
+fn dur(secs: i64) -> String {
+    format_duration(Duration::from_secs(secs.unsigned_abs()))
+}
+
+/// `, next refresh planned … (in …)`, or overdue, or nothing when the file has no plan.
+fn refresh_text(file: &token_file::TokenFile, refresh_in: Option<i64>) -> String {
+    match refresh_in {
+        _ if file.refresh_at.is_empty() => String::new(),
+        Some(secs) if secs >= 0 => format!(
+            ", next refresh planned {} (in {})",
+            file.refresh_at,
+            dur(secs.max(1))
+        ),
+        Some(secs) => format!(
+            ", next refresh planned {} ({} ago: overdue, is the daemon running?)",
+            file.refresh_at,
+            dur(secs)
+        ),
+        None => format!(", next refresh planned {}", file.refresh_at),
+    }
 }
 
 #[cfg(test)]
