@@ -166,6 +166,27 @@ struct Published {
     refresh_at: DateTime<Utc>,
 }
 
+/// The tokens a `revoke_on_stop` target holds at stop (the one it knows, and a newer one an
+/// aborted refresh may have published), its file removed.
+fn take_tokens_at_stop(t: &TargetState) -> Vec<Secret> {
+    let mut tokens: Vec<Secret> = t.current.iter().map(|c| c.token.clone()).collect();
+    if let Ok(file) = token_file::read(&t.target.output)
+        && !tokens.contains(&file.token)
+    {
+        tokens.push(file.token);
+    }
+    match std::fs::remove_file(&t.target.output) {
+        Ok(()) => {
+            info!(target_name = %t.target.name, "stopping: removed '{}'", t.target.output.display())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warn!(target_name = %t.target.name, "stopping: cannot remove '{}': {e}", t.target.output.display())
+        }
+    }
+    tokens
+}
+
 /// What the loop does after one `select!` arm.
 enum Next {
     Continue,
@@ -386,6 +407,8 @@ impl Daemon {
     /// tokens, and revoke the superseded tokens still in their grace time (the file holds
     /// their successor, and a consumer's grace ends with the daemon that granted it). All of
     /// it together waits at most [`revoke::STOP_BUDGET`] on GitHub; a failure is logged.
+    /// `revoke_on_stop`: revoke every token the targets that ask for it hold (and the
+    /// superseded ones still waiting), within [`revoke::STOP_BUDGET`] in all.
     async fn revoke_at_stop(&mut self) {
         let mut jobs: Vec<(String, Secret, Client, &'static str)> = Vec::new();
         for t in &self.targets {
@@ -393,23 +416,7 @@ impl Daemon {
                 continue;
             }
             let client = self.res.client(&t.target).clone();
-            let mut tokens: Vec<Secret> = t.current.iter().map(|c| c.token.clone()).collect();
-            // an aborted refresh may have published a newer token than the one we know
-            if let Ok(file) = token_file::read(&t.target.output)
-                && !tokens.contains(&file.token)
-            {
-                tokens.push(file.token);
-            }
-            match std::fs::remove_file(&t.target.output) {
-                Ok(()) => {
-                    info!(target_name = %t.target.name, "stopping: removed '{}'", t.target.output.display())
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    warn!(target_name = %t.target.name, "stopping: cannot remove '{}': {e}", t.target.output.display())
-                }
-            }
-            for token in tokens {
+            for token in take_tokens_at_stop(t) {
                 jobs.push((
                     t.target.name.clone(),
                     token,
