@@ -106,6 +106,13 @@ pub fn from_query(query: &[(String, String)], target: &Target) -> Result<Scope, 
             }
         }
     }
+    within(&scope, target)?;
+    Ok(scope)
+}
+
+/// Never broader than the target: every repository asked for is one of the target's (when
+/// it names any), every permission at most the target's level (when it sets any).
+fn within(scope: &Scope, target: &Target) -> Result<(), ScopeError> {
     if !target.repositories.is_empty() {
         let outside: Vec<&str> = scope
             .repositories
@@ -149,7 +156,7 @@ pub fn from_query(query: &[(String, String)], target: &Target) -> Result<Scope, 
             }
         }
     }
-    Ok(scope)
+    Ok(())
 }
 
 #[cfg(test)]
