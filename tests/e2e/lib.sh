@@ -156,3 +156,11 @@ refused() { # TOKEN: the API answers 401
   [[ $s == 401 ]] || { echo "the API answered $s, want 401"; return 1; }
 }
 cursor() { u journalctl --user -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'; }
+no_token_in_journal() { # TOKEN...: none of them appears anywhere in the user journal
+  local j t
+  j=$(u journalctl --user --no-pager -o cat)
+  for t in "$@"; do
+    [[ -n $t ]] || continue
+    ! grep -qF "$t" <<<"$j" || { echo "a token is in the journal"; return 1; }
+  done
+}
