@@ -921,21 +921,26 @@ mod tests {
         assert_eq!(d.finish(r), None);
     }
 
+    /// A one-target daemon on a manual clock at `t0`, whose token (`lifetime`) was just
+    /// minted with the next refresh `next` from now.
+    fn one_minted(
+        lifetime: Duration,
+        next: Duration,
+    ) -> (tempfile::TempDir, Arc<ManualClock>, Daemon) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let mut d = daemon(&clock, dir.path(), 1);
+        minted(&mut d, 0, lifetime, next);
+        (dir, clock, d)
+    }
+
     fn due(d: &Daemon) -> bool {
         d.targets[0].is_due(d.clock.now(), Instant::now())
     }
 
     #[test]
     fn an_idle_loop_sleeps_until_the_refresh_is_due() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(t0()));
-        let mut d = daemon(&clock, dir.path(), 1);
-        minted(
-            &mut d,
-            0,
-            Duration::from_secs(3600),
-            Duration::from_secs(45 * 60),
-        );
+        let (_dir, _clock, d) = one_minted(Duration::from_secs(3600), Duration::from_secs(45 * 60));
         assert!(!due(&d));
         // one wakeup per refresh: no periodic nap (the kernel reports suspends and steps)
         let wait = d.time_to_next_deadline();
@@ -948,15 +953,8 @@ mod tests {
 
     #[test]
     fn after_a_suspend_the_refresh_is_due_at_once_and_an_expired_token_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(t0()));
-        let mut d = daemon(&clock, dir.path(), 1);
-        minted(
-            &mut d,
-            0,
-            Duration::from_secs(3600),
-            Duration::from_secs(45 * 60),
-        );
+        let (_dir, clock, mut d) =
+            one_minted(Duration::from_secs(3600), Duration::from_secs(45 * 60));
         // 50 minutes of suspend: the wall clock moved on, the monotonic clock did not
         clock.advance(minutes(50));
         assert!(due(&d), "due by the wall clock");
@@ -976,15 +974,8 @@ mod tests {
 
     #[test]
     fn a_wall_clock_stepped_back_cannot_postpone_the_refresh_or_hide_an_expiry() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(t0()));
-        let mut d = daemon(&clock, dir.path(), 1);
-        minted(
-            &mut d,
-            0,
-            Duration::from_millis(1500),
-            Duration::from_millis(300),
-        );
+        let (_dir, clock, mut d) =
+            one_minted(Duration::from_millis(1500), Duration::from_millis(300));
         clock.set(t0() - minutes(50));
         assert!(!due(&d), "not yet by either clock");
         let nap = d.time_to_next_deadline();
