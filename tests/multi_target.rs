@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -34,15 +34,6 @@ fn target(env: &TestEnv, name: &str, how: &str) -> String {
     )
 }
 
-fn run_with(config: &Path, n: &Notify) -> Proc {
-    let mut c = bare_cmd();
-    c.arg("run")
-        .arg("--config")
-        .arg(config)
-        .env("NOTIFY_SOCKET", &n.path);
-    Proc::spawn(c)
-}
-
 #[test]
 fn three_targets_one_daemon_one_jwt() {
     let env = TestEnv::new();
@@ -54,7 +45,7 @@ fn three_targets_one_daemon_one_jwt() {
     .concat();
     let config = write_config(&env, &targets, "refresh_interval = \"30m\"");
     let mut n = Notify::new(env.dir.path());
-    let d = run_with(&config, &n);
+    let d = daemon_config(&config, &n);
     let ready = n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     assert!(ready.contains("STATUS=3 targets: 3 fresh"), "{ready}");
     let w = token_file::read(&out(&env, "widgets")).unwrap();
@@ -105,7 +96,7 @@ fn a_failing_target_does_not_hold_up_the_others() {
     .concat();
     let config = write_config(&env, &targets, "");
     let mut n = Notify::new(env.dir.path());
-    let d = run_with(&config, &n);
+    let d = daemon_config(&config, &n);
     let ready = n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     assert!(
         ready.contains("3 targets: 2 fresh, 1 failing (gone: GitHub answered 404"),
@@ -128,7 +119,7 @@ fn reload_starts_added_stops_removed_refreshes_changed_and_keeps_the_rest() {
         "refresh_interval = \"30m\"",
     );
     let mut n = Notify::new(env.dir.path());
-    let d = run_with(&config, &n);
+    let d = daemon_config(&config, &n);
     n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     let keep_gen = token_file::read(&out(&env, "keep")).unwrap().generation;
     let change_gen = token_file::read(&out(&env, "change")).unwrap().generation;
@@ -270,7 +261,7 @@ fn an_installation_is_looked_up_once_for_all_its_targets() {
         .collect();
     let config = write_config(&env, &targets, "refresh_interval = \"30m\"");
     let mut n = Notify::new(env.dir.path());
-    let d = run_with(&config, &n);
+    let d = daemon_config(&config, &n);
     let ready = n.wait_for("READY=1", Duration::from_secs(30), |l| l == "READY=1");
     assert!(ready.contains("STATUS=8 targets: 8 fresh"), "{ready}");
     assert_eq!(env.fake.mint_count(), 8);

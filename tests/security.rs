@@ -565,12 +565,7 @@ fn delete_removed_outputs_spares_current_files_and_anything_not_a_token_file() {
         ),
     );
     let mut n = Notify::new(env.dir.path());
-    let mut c = bare_cmd();
-    c.arg("run")
-        .arg("--config")
-        .arg(&path)
-        .env("NOTIFY_SOCKET", &n.path);
-    let p = Proc::spawn(c);
+    let p = daemon_config(&path, &n);
     n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     // the sandbox swaps a removed target's file for something else of the host's
     let junk = env.dir.path().join("j/token.json");
@@ -626,12 +621,7 @@ fn a_file_from_the_sandbox_cannot_postpone_the_first_mint_or_overflow_the_genera
     });
     fs::write(&file, forged.to_string()).unwrap();
     let mut n = Notify::new(env.dir.path());
-    let mut c = bare_cmd();
-    c.arg("run")
-        .arg("--config")
-        .arg(&path)
-        .env("NOTIFY_SOCKET", &n.path);
-    let p = Proc::spawn(c);
+    let p = daemon_config(&path, &n);
     n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
     wait_until(
         "a real token replaces the forged one",
