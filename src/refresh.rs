@@ -30,6 +30,14 @@ pub struct Resources {
 /// Which installation, of which App, on which GitHub.
 type InstallationKey = (String, AppRef, InstallationRef);
 
+fn installation_key(target: &Target) -> InstallationKey {
+    (
+        target.api_url.clone(),
+        target.app.clone(),
+        target.installation.clone(),
+    )
+}
+
 /// Installations resolved once per (API, App, installation) and shared across targets and
 /// tasks: with 1,000 targets on 2 installations, 2 lookups. Concurrent first lookups of one
 /// key wait for the first instead of asking too. Dropped with the `Resources` on reload;
@@ -165,12 +173,7 @@ impl Ctx {
     /// or repository forgets it, so the next attempt looks again (it may have been
     /// reinstalled under a new id).
     pub async fn installation(&self, target: &Target) -> Result<(Resolved, bool), RefreshError> {
-        let key = (
-            target.api_url.clone(),
-            target.app.clone(),
-            target.installation.clone(),
-        );
-        let slot = self.installations.slot(&key);
+        let slot = self.installations.slot(&installation_key(target));
         let mut cached = slot.lock().await;
         if let Some(r) = cached.as_ref() {
             return Ok((r.clone(), false));
@@ -187,11 +190,7 @@ impl Ctx {
             && g.status() == Some(404)
             && !matches!(target.installation, InstallationRef::Id(_))
         {
-            self.installations.forget(&(
-                target.api_url.clone(),
-                target.app.clone(),
-                target.installation.clone(),
-            ));
+            self.installations.forget(&installation_key(target));
         }
     }
 

@@ -733,10 +733,7 @@ impl Daemon {
         let wait = format_duration(Duration::from_secs(
             (t.next_at - now).num_seconds().max(0) as u64
         ));
-        let hint = crate::error::of_refresh(e)
-            .hint
-            .map(|h| format!(" ({h})"))
-            .unwrap_or_default();
+        let hint = failed.hint.map(|h| format!(" ({h})")).unwrap_or_default();
         if failed.permanent {
             error!(target_name = %t.target.name, attempt = t.attempt, retry_in = %wait, "{who}{e}{hint}; retrying in {wait}");
         } else {

@@ -17,6 +17,8 @@ pub(super) struct Failed {
     pub delay: Duration,
     /// Retrying won't fix it soon.
     pub permanent: bool,
+    /// The fix a person can make, when there is one.
+    pub hint: Option<&'static str>,
 }
 
 impl TargetState {
@@ -50,15 +52,19 @@ impl TargetState {
         self.attempt += 1;
         self.stats.failures += 1;
         let permanent = e.is_permanent();
-        let kind = crate::error::of_refresh(e).retry;
-        let delay = schedule::retry_delay(kind, self.attempt, draw);
+        let verdict = crate::error::of_refresh(e);
+        let delay = schedule::retry_delay(verdict.retry, self.attempt, draw);
         self.budget.record(now);
         let at = self
             .budget
             .earliest(now + chrono::Duration::from_std(delay).unwrap_or_default());
         self.plan(at, now);
         self.last_error = Some((e.short(), permanent));
-        Failed { delay, permanent }
+        Failed {
+            delay,
+            permanent,
+            hint: verdict.hint,
+        }
     }
 
     /// The target holds a token that is still valid by GitHub's clock (`offset` from ours).
