@@ -8,7 +8,6 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod config_file;
 pub mod consumer;
 pub mod daemon;
 pub mod durations;
@@ -148,7 +147,7 @@ fn read_config(args: &ConfigArgs) -> Result<Config, ConfigError> {
                     flags.join(", ")
                 )));
             }
-            config_file::load(path, &env)?
+            config::file::load(path, &env)?
         }
         _ => args.raw().into_config(&env)?,
     };
@@ -237,7 +236,7 @@ fn status(args: &cli::StatusArgs) -> i32 {
     let env = HostEnv::from_process();
     let now = chrono::Utc::now();
     if let Some(path) = args.config.as_ref().filter(|p| !p.as_os_str().is_empty()) {
-        let file = match config_file::load_for_status(path, &env) {
+        let file = match config::file::load_for_status(path, &env) {
             Ok(f) => f,
             Err(e) => return config_failure(&e),
         };

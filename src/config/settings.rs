@@ -1,6 +1,6 @@
 //! The one definition of every host-side setting: its name, command-line flag, environment
 //! variable, TOML key, where the TOML file may set it, default and a short help. The clap
-//! arguments (`cli::ConfigArgs`), the TOML structs (`config_file`), the unit's
+//! arguments (`cli::ConfigArgs`), the TOML structs (`config::file`), the unit's
 //! `UnsetEnvironment=` list (systemd/config-file.conf) and the reference table in
 //! docs/configuration.md are checked against it by tests, so adding a setting starts here and
 //! a forgotten spelling fails a test instead of confusing a user.

@@ -886,7 +886,7 @@ mod tests {
             );
         }
         let file =
-            crate::config_file::parse(&text, Path::new("t.toml"), &HostEnv::default()).unwrap();
+            crate::config::file::parse(&text, Path::new("t.toml"), &HostEnv::default()).unwrap();
         let res = Resources::load(&file, None).unwrap();
         let clock: Arc<dyn Clock> = clock.clone();
         Daemon::new(

@@ -199,11 +199,11 @@ impl Daemon {
     /// `delete_removed_outputs` deletes only a regular file that is a token file, and never
     /// one that a current target writes (two spellings of one path, a symlinked directory).
     fn removable(&self, path: &std::path::Path) -> Result<(), String> {
-        let key = crate::config_file::same_file_key(path);
+        let key = crate::config::file::same_file_key(path);
         if let Some(t) = self
             .targets
             .iter()
-            .find(|t| crate::config_file::same_file_key(&t.target.output) == key)
+            .find(|t| crate::config::file::same_file_key(&t.target.output) == key)
         {
             return Err(format!("target '{}' writes it", t.name()));
         }

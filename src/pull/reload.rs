@@ -129,7 +129,7 @@ mod tests {
 
     fn config(targets: &str) -> Config {
         let text = format!("app_id = 1\nprivate_key_file = \"/k.pem\"\n{targets}");
-        crate::config_file::parse(&text, std::path::Path::new("t.toml"), &Default::default())
+        crate::config::file::parse(&text, std::path::Path::new("t.toml"), &Default::default())
             .unwrap()
     }
 

@@ -167,7 +167,7 @@ mod tests {
         let text = "app_id = 1\nprivate_key_file = \"/k.pem\"\n[[target]]\nname = \"t\"\n\
                     installation_id = 1\noutput = \"/o/t.json\"\n";
         let mut t =
-            crate::config_file::parse(text, std::path::Path::new("t.toml"), &Default::default())
+            crate::config::file::parse(text, std::path::Path::new("t.toml"), &Default::default())
                 .unwrap()
                 .targets
                 .remove(0);
