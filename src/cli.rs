@@ -100,6 +100,11 @@ pub struct CheckArgs {
     /// output-dir, socket, socket-dir, key), for scripts; checks nothing beyond the settings
     #[arg(long)]
     pub paths: bool,
+    /// Also read the settings from FILE, a systemd environment file (the unit's
+    /// `EnvironmentFile=`, e.g. ~/.config/github-token-refresher/env), read as systemd reads
+    /// it; its assignments override the environment
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

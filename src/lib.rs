@@ -49,7 +49,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     {
         return consumer::git_credential_main(args);
     }
-    let cli = match parse(args) {
+    let cli = match parse(args.clone()) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -59,6 +59,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Completions(a) => return commands::docs::completions(a.shell),
         Command::Manpage(a) => return commands::docs::manpage(a.dir.as_deref()),
         Command::Fingerprint => return fingerprint::main(),
+        Command::Check(cli::CheckArgs {
+            env_file: Some(file),
+            ..
+        }) => return commands::check::rerun_with_env_file(&file, &args),
         other => other,
     };
     logging::init();

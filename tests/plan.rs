@@ -141,3 +141,62 @@ fn check_paths_lists_each_target_of_a_targets_file() {
     assert!(!acme.parent().unwrap().exists());
     assert_eq!(env.fake.mint_count(), 0);
 }
+
+/// `check --env-file FILE` reads the unit's environment file as systemd does (comments,
+/// quotes, a later line winning) and checks exactly those settings against the fake GitHub;
+/// setup.sh asks it for the token file instead of parsing the file with sed.
+#[test]
+fn check_env_file_reads_the_units_settings_as_systemd_does() {
+    let env = TestEnv::new();
+    let env_file = env.dir.path().join("unit.env");
+    fs::write(
+        &env_file,
+        format!(
+            "# written by setup.sh\n; also a comment\nGITHUB_APP_ID={id}\n\
+             GITHUB_APP_PRIVATE_KEY_FILE='{key}'\nGITHUB_APP_INSTALLATION_ID=999\n\
+             GITHUB_APP_INSTALLATION_ID=\"100\"\nGITHUB_API_URL={url}\n\
+             GITHUB_TOKEN_FILE=  {out}  \nnot a name=1\n",
+            id = env.fake.app().id,
+            key = env.key.display(),
+            url = env.fake.url(),
+            out = env.output.display(),
+        ),
+    )
+    .unwrap();
+    let check = |extra: &[&str]| {
+        let mut c = bare_cmd();
+        c.args(["check", "--env-file"]).arg(&env_file).args(extra);
+        run(c)
+    };
+
+    let paths = check(&["--paths"]);
+    assert_eq!(paths.status.code(), Some(0), "{}", text(&paths));
+    let stdout = String::from_utf8_lossy(&paths.stdout);
+    assert!(
+        stdout.contains(&format!("default\toutput\t{}\n", env.output.display())),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&paths.stderr);
+    assert!(
+        stderr.contains("line 9: 'not a name' is not a variable name")
+            && stderr.contains("systemd ignores this line"),
+        "{stderr}"
+    );
+
+    // the last assignment wins: installation 100 exists, 999 would fail
+    let full = check(&[]);
+    assert_eq!(full.status.code(), Some(0), "{}", text(&full));
+    assert_no_secrets(&text(&full), &env.secrets());
+
+    let missing = {
+        let mut c = bare_cmd();
+        c.args(["check", "--offline", "--env-file=/nonexistent/env"]);
+        run(c)
+    };
+    assert_eq!(missing.status.code(), Some(78), "{}", text(&missing));
+    let line = text(&missing);
+    assert!(
+        line.contains("--env-file '/nonexistent/env'") && line.lines().count() == 1,
+        "{line}"
+    );
+}

@@ -316,6 +316,66 @@ fn check_output(doc: &mut Doctor, target: &Target) {
     }
 }
 
+/// `check --env-file FILE`: the same `check` again in a child whose environment also holds
+/// FILE's assignments (overriding the inherited ones), as systemd's `EnvironmentFile=` hands
+/// them to the service. A child process, because this process cannot change its own
+/// environment safely; its exit status is the answer.
+pub fn rerun_with_env_file(file: &Path, args: &[std::ffi::OsString]) -> i32 {
+    let shown = file.display();
+    let text = match fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "github-token-refresher: --env-file '{shown}': {e}; name the unit's environment \
+                 file (e.g. ~/.config/github-token-refresher/env)"
+            );
+            return exit::CONFIG;
+        }
+    };
+    let parsed = crate::config::env_file::parse(&text);
+    for why in &parsed.ignored {
+        eprintln!("github-token-refresher: warning: --env-file '{shown}': {why}");
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!(
+                "github-token-refresher: --env-file: cannot find this program to run it again: {e}"
+            );
+            return exit::FAILURE;
+        }
+    };
+    match std::process::Command::new(exe)
+        .args(without_env_file(args.iter().skip(1)))
+        .envs(parsed.vars)
+        .status()
+    {
+        Ok(status) => status.code().unwrap_or(exit::FAILURE),
+        Err(e) => {
+            eprintln!("github-token-refresher: --env-file: cannot run check again: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// The arguments without `--env-file FILE` / `--env-file=FILE`.
+fn without_env_file<'a>(
+    args: impl Iterator<Item = &'a std::ffi::OsString>,
+) -> Vec<&'a std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut args = args.peekable();
+    while let Some(a) = args.next() {
+        match a.to_str() {
+            Some("--env-file") => {
+                args.next();
+            }
+            Some(s) if s.starts_with("--env-file=") => {}
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
 /// Create the directory if needed and prove a file can be created there.
 pub fn output_writable(path: &Path, opts: token_file::FileOptions) -> Result<(), String> {
     token_file::prepare_dir(path, opts).map_err(|e| e.to_string())?;

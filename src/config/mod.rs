@@ -14,6 +14,7 @@ use crate::revoke::Revocation;
 use crate::schedule::Policy;
 use crate::token_file::FileOptions;
 
+pub mod env_file;
 pub mod file;
 pub mod settings;
 
