@@ -138,26 +138,33 @@ if [[ -z ${XDG_RUNTIME_DIR:-} && -d /run/user/$(id -u) ]]; then
 fi
 runtime_dir=${XDG_RUNTIME_DIR:-/run/user/$(id -u)}
 
-if [[ -n $instance ]]; then
-  unit=$name@$instance.service
-  env_file=$conf_dir/$instance.env
-  key_dest=$conf_dir/$instance.pem
-  default_output=$runtime_dir/$name@$instance/token.json
-else
-  unit=$name.service
-  env_file=$conf_dir/env
-  key_dest=$conf_dir/github-app.pem
-  default_output=$runtime_dir/$name/token.json
-fi
-dropin_dir=$unit_dir/$unit.d
-manifest=$conf_dir/setup-manifest
-dropin=$dropin_dir/setup-output.conf
-userns_conf=setup-no-user-namespace.conf
 # --config: the targets file, in a directory of its own that the unit binds in read-only
 config_conf=setup-config-file.conf
 config_dropin=$unit_dir/$name.service.d/$config_conf
 targets_dir=$conf_dir/targets
 targets_dest=$targets_dir/targets.toml
+
+# The files of UNIT (the plain unit or an instance), as its unit file names them: u_env (the
+# environment file), u_key (the App key), u_default (its default token file), u_targets (the
+# targets file it runs, when the --config drop-in is installed).
+unit_files() { # UNIT
+  local inst=${1#"$name"@}
+  inst=${inst%.service}
+  u_targets=""
+  if [[ $1 == "$name.service" ]]; then
+    u_env=$conf_dir/env u_key=$conf_dir/github-app.pem u_default=$runtime_dir/$name/token.json
+    [[ ! -f $config_dropin ]] || u_targets=$targets_dest
+  else
+    u_env=$conf_dir/$inst.env u_key=$conf_dir/$inst.pem u_default=$runtime_dir/$name@$inst/token.json
+  fi
+}
+unit=$name${instance:+@$instance}.service
+unit_files "$unit"
+env_file=$u_env key_dest=$u_key default_output=$u_default
+dropin_dir=$unit_dir/$unit.d
+manifest=$conf_dir/setup-manifest
+dropin=$dropin_dir/setup-output.conf
+userns_conf=setup-no-user-namespace.conf
 # the plain unit runs the targets file (now, or after this install)
 config_mode() { [[ -z $instance ]] && [[ -n $config_src || -f $config_dropin ]]; }
 
@@ -382,30 +389,36 @@ cleanup() {
     systemctl --user daemon-reload 2>/dev/null || true
   fi
   [[ -z $undo_dir ]] || rm -rf "$undo_dir"
+  [[ -z ${cred_dir:-} ]] || rm -rf "$cred_dir"
   return "$rc"
 }
 trap cleanup EXIT
 
-# The single-target token file UNIT writes (empty when it runs a targets file).
-unit_token_file() {
-  local u=$1 inst env def f=""
-  if [[ $u == "$name.service" ]]; then
-    [[ -f $config_dropin ]] && return 0
-    env=$conf_dir/env
-    def=$runtime_dir/$name/token.json
-  else
-    inst=${u#"$name"@}
-    inst=${inst%.service}
-    env=$conf_dir/$inst.env
-    def=$runtime_dir/$name@$inst/token.json
-  fi
-  [[ -f $env ]] && f=$(env_token_file "$env")
-  echo "${f:-$def}"
+# The binary (the one being installed, else the installed one) run as the unit would run it:
+# a clean environment with XDG_RUNTIME_DIR, the App key KEY as its systemd credential (none
+# when KEY is missing), the VAR=VALUE words given, then its arguments after "--".
+cred_dir=$(mktemp -d) # the stand-in for the unit's $CREDENTIALS_DIRECTORY
+bin_as_unit() { # KEY [VAR=VALUE...] -- ARG...
+  local key=$1 b=$new_bin vars=()
+  shift
+  while [[ $1 != -- ]]; do vars+=("$1"); shift; done
+  shift
+  [[ -x $b ]] || b=$bin
+  [[ -x $b ]] || die "no $name binary to read the settings with (pass --binary PATH, or build first)"
+  rm -f "$cred_dir/github-app.pem"
+  [[ ! -f $key ]] || ln -s "$(realpath -- "$key")" "$cred_dir/github-app.pem"
+  env -i PATH="$PATH" HOME="$HOME" XDG_RUNTIME_DIR="$runtime_dir" CREDENTIALS_DIRECTORY="$cred_dir" \
+    "${vars[@]}" "$b" "$@" </dev/null
 }
 
-# GITHUB_TOKEN_FILE from a (hand-editable) environment file, as written; empty when unset.
-env_token_file() {
-  sed -n 's/^[[:space:]]*GITHUB_TOKEN_FILE=["'\'']\{0,1\}\([^"'\'']*\).*/\1/p' "$1" | tail -n1
+# The token file a single-target UNIT writes, as the binary reads the unit's environment file
+# (`check --paths --env-file`); empty when it runs a targets file or its settings are invalid.
+unit_token_file() { # UNIT
+  unit_files "$1"
+  [[ -z $u_targets ]] || return 0
+  [[ -f $u_env ]] || { echo "$u_default"; return; }
+  bin_as_unit "$u_key" GITHUB_TOKEN_FILE="$u_default" GITHUB_APP_PRIVATE_KEY_FILE="$u_key" -- \
+    check --paths --env-file "$u_env" 2>/dev/null | awk -F'\t' '$2 == "output" { print $3; exit }' || true
 }
 
 generation_of() { # FILE: the token file's generation, empty when there is none
@@ -534,11 +547,7 @@ collect_settings() {
     else owner=$sel
     fi
   fi
-  local n=0
-  [[ -n $installation_id ]] && n=$((n + 1))
-  [[ -n $owner ]] && n=$((n + 1))
-  [[ -n $repo ]] && n=$((n + 1))
-  ((n == 1)) || die "give one of --installation-id, --owner, --repo" 2
+  [[ -n $installation_id$owner$repo ]] || die "missing one of --installation-id, --owner, --repo (and no terminal to ask on)" 2
   if [[ -n $output ]]; then
     output=${output/#\~/$HOME}
     [[ $output == /* ]] || output=$PWD/$output
@@ -607,12 +616,13 @@ install_key() {
   fi
 }
 
-# The token file the unit will write: the env file's GITHUB_TOKEN_FILE, else the default.
+# The token file the unit will write: as its environment file says, else --output or the default.
 token_file() {
-  local f=""
-  [[ -f $env_file ]] && f=$(sed -n 's/^[[:space:]]*GITHUB_TOKEN_FILE=["'\'']\{0,1\}\([^"'\'']*\).*/\1/p' "$env_file" | tail -n1)
-  [[ -z $f && -n $output ]] && f=$output
-  echo "${f:-$default_output}"
+  if [[ -f $env_file ]]; then
+    unit_token_file "$unit"
+  else
+    echo "${output:-$default_output}"
+  fi
 }
 
 # Why DIR must not be the token file's directory (the service gets write access to it, and a
@@ -655,6 +665,7 @@ refuse_output_dir() { # TOKEN_FILE WHERE: die naming the problem and the way out
 write_output_dropin() {
   local file dir
   file=$(token_file)
+  [[ -n $file ]] || die "the settings in $env_file are not valid; see: $bin check --env-file $env_file" 78
   dir=$(dirname "$file")
   if [[ $dir == "$(dirname "$default_output")" ]]; then
     [[ -f $dropin ]] && remove_saved "$dropin" && say "removed $dropin (output is back in the default place)"
@@ -662,7 +673,7 @@ write_output_dropin() {
   fi
   [[ $dir == /* ]] || die "--output must be an absolute path"
   [[ $dir =~ ^[A-Za-z0-9_./@-]+$ ]] || die "output directory '$dir' has characters the unit file cannot take unquoted"
-  if [[ -f $env_file ]] && [[ -n $(env_token_file "$env_file") ]]; then
+  if [[ -f $env_file ]]; then
     refuse_output_dir "$file" "GITHUB_TOKEN_FILE in $env_file"
   else
     refuse_output_dir "$file" "--output"
@@ -699,18 +710,11 @@ tokens_root=$runtime_dir/$name
 # The binary reads the file and names each target's paths (`check --paths`, one
 # TARGET<TAB>KIND<TAB>PATH line each); a target without a key of its own gets the credential.
 check_targets_paths() { # FILE
-  local file=$1 b=$new_bin cred out rc=0 t kind path real problems=() root keys p
-  [[ -x $b ]] || b=$bin
-  [[ -x $b ]] || die "no binary to read $file with (pass --binary PATH, or build first)"
+  local file=$1 key=${key_file:-$key_dest} out rc=0 t kind path real problems=() root keys p
   root=$(realpath -m -- "$tokens_root")
   keys=$(realpath -m -- "$targets_dir")
-  local unset=(-u GITHUB_TOKEN_REFRESHER_CONFIG) v
-  for v in $(single_target_vars); do unset+=(-u "$v"); done
-  cred=$(mktemp -d)
-  ln -s "$(realpath -m -- "${key_file:-$key_dest}")" "$cred/github-app.pem"
-  out=$(env "${unset[@]}" CREDENTIALS_DIRECTORY="$cred" XDG_RUNTIME_DIR="$runtime_dir" \
-    "$b" check --paths --config "$file" </dev/null 2>&1) || rc=$?
-  ((rc == 0)) || { rm -rf "$cred"; printf '%s\n' "$out" >&2; die "$file: not a valid targets file (exit $rc, see above)" "$rc"; }
+  out=$(bin_as_unit "$key" -- check --paths --config "$file" 2>&1) || rc=$?
+  ((rc == 0)) || { printf '%s\n' "$out" >&2; die "$file: not a valid targets file (exit $rc, see above)" "$rc"; }
   while IFS=$'\t' read -r t kind path; do
     real=$(realpath -m -- "$path")
     case $kind in
@@ -721,11 +725,10 @@ check_targets_paths() { # FILE
           warn "target '$t': $kind '$path' sits directly in $tokens_root; a container given its directory would see every target's token. Prefer $tokens_root/<name>/ (the default)"
         fi ;;
       key)
-        [[ $path == "$cred/github-app.pem" || $real == "$keys"/* ]] ||
+        [[ $path == "$cred_dir/github-app.pem" || $real == "$keys"/* ]] ||
           problems+=("target '$t': private_key_file '$path' is hidden from the service; leave it out to use the key given with --private-key-file (a systemd credential), or put a second App's key in $targets_dir/ (0600) and name it there") ;;
     esac
   done <<<"$out"
-  rm -rf "$cred"
   ((${#problems[@]} == 0)) && return
   for p in "${problems[@]}"; do
     printf 'setup: error: %s: %s\n' "$file" "$p" >&2
@@ -830,88 +833,70 @@ write_userns_dropin() {
   put_dropin "$unit" no-user-namespace.conf "$userns_conf"
 }
 
-# `github-token-refresher check`, run by the user manager with exactly the unit's environment
-# file and key credential, so it sees what the service will see.
-run_check() {
-  if ((dry_run)); then
-    validate_offline
-    say "would run: $name check (with $env_file and $key_dest, as the unit does)"
-    return
+# `check`, run by the user manager as BINARY with exactly UNIT's environment and key, so it
+# sees what the service will see; TARGETS_FILE: a targets file to check instead of the one the
+# unit runs. Prints check's lines, indented; returns its exit status.
+unit_check() { # BINARY UNIT [TARGETS_FILE]
+  local props=() targets rc=0
+  unit_files "$2"
+  targets=${3:-$u_targets}
+  if [[ -n $targets ]]; then # none of the single-target variables: they conflict with --config
+    props=(-p UnsetEnvironment="$(single_target_vars)" -p Environment="GITHUB_TOKEN_REFRESHER_CONFIG=$targets")
+  else
+    props=(-p EnvironmentFile="-$u_env" -p Environment="GITHUB_TOKEN_FILE=$u_default")
   fi
-  say "checking the configuration: $name check"
-  local rc=0
-  systemd-run --user --wait --pipe --quiet --collect \
-    --unit="$name-setup-check-$$" \
-    -p EnvironmentFile="-$env_file" \
-    -p Environment="GITHUB_TOKEN_FILE=$default_output" \
-    -p LoadCredential="github-app.pem:$key_dest" \
-    "$bin" check </dev/null 2>&1 | sed 's/^/    /' || rc=${PIPESTATUS[0]}
-  if ((rc != 0)); then
-    echo >&2
-    if [[ $mode == install ]] && ((env_written)); then
-      rm -f "$env_file"
-      printf 'setup: error: the check failed (exit %s); the service is not enabled.\n' "$rc" >&2
-      printf 'setup: %s was not kept; run setup.sh again with corrected flags.\n' "$env_file" >&2
-    elif [[ $mode == install ]]; then
-      printf 'setup: error: the check failed (exit %s); the service is not enabled.\n' "$rc" >&2
-      printf 'setup: fix %s (or the key %s) and run setup.sh again.\n' "$env_file" "$key_dest" >&2
-    else
-      printf 'setup: error: the check failed (exit %s); see the FAIL line above and its hint.\n' "$rc" >&2
-    fi
-    exit "$rc"
-  fi
+  systemd-run --user --wait --pipe --quiet --collect --unit="$name-setup-check-$$" \
+    "${props[@]}" -p LoadCredential="github-app.pem:$u_key" "$1" check </dev/null 2>&1 |
+    sed 's/^/    /' || rc=${PIPESTATUS[0]}
+  return "$rc"
 }
 
-# --dry-run: the binary checks the settings and the key offline (`check --offline`), with the
-# environment the unit would get and the key as its credential; no user manager, no network.
+# The doctor for this unit (TARGETS_FILE: the targets file being installed); on a failure,
+# says what was kept and exits with check's status.
+run_check() { # [TARGETS_FILE]
+  local targets=${1:-} what=configuration rc=0
+  [[ -z $targets ]] || what="targets"
+  if ((dry_run)); then
+    validate_offline "$targets"
+    say "would run: $name check${targets:+ --config $targets} (with ${targets:-$env_file} and $key_dest, as the unit does)"
+    return
+  fi
+  say "checking the $what: $name check${targets:+ --config $targets}"
+  unit_check "$bin" "$unit" "$targets" || rc=$?
+  ((rc != 0)) || return 0
+  echo >&2
+  if [[ $mode != install ]]; then
+    printf 'setup: error: the check failed (exit %s); see the FAIL line above and its hint.\n' "$rc" >&2
+  elif [[ -n $targets ]]; then
+    printf 'setup: error: the check failed (exit %s); see the FAIL line above and its hint.\n' "$rc" >&2
+    printf 'setup: %s is left as it was; fix %s (or the key %s) and run setup.sh again.\n' "$unit" "$targets" "$key_dest" >&2
+  elif ((env_written)); then
+    rm -f "$env_file"
+    printf 'setup: error: the check failed (exit %s); the service is not enabled.\n' "$rc" >&2
+    printf 'setup: %s was not kept; run setup.sh again with corrected flags.\n' "$env_file" >&2
+  else
+    printf 'setup: error: the check failed (exit %s); the service is not enabled.\n' "$rc" >&2
+    printf 'setup: fix %s (or the key %s) and run setup.sh again.\n' "$env_file" "$key_dest" >&2
+  fi
+  exit "$rc"
+}
+
+# Before anything is written (and for --dry-run, in place of the doctor): the binary checks
+# the settings and the key offline (`check --offline`), with the environment the unit would
+# get (its environment file, read by the binary, or the settings given) and the key as its
+# credential; no user manager, no network.
 validate_offline() { # [TARGETS_FILE]
-  local b=$new_bin vars=() line cred rc=0 key=${key_file:-$key_dest}
-  [[ -x $b ]] || b=$bin
-  [[ -x $b ]] || die "dry run: no binary to validate the settings with (pass --binary PATH, or build first)"
+  local rc=0 vars=() args=(check --offline) who=""
+  ((dry_run)) && who="dry run: "
   if [[ -n ${1:-} ]]; then
     vars=("GITHUB_TOKEN_REFRESHER_CONFIG=$1")
-  elif [[ -f $env_file ]]; then
-    while IFS= read -r line; do
-      [[ $line =~ ^[[:space:]]*([A-Z_][A-Z0-9_]*)=[\"\']?([^\"\']*)[\"\']?[[:space:]]*$ ]] &&
-        vars+=("${BASH_REMATCH[1]}=${BASH_REMATCH[2]}")
-    done <"$env_file"
   else
-    vars=("${env_lines[@]}")
+    vars=("GITHUB_TOKEN_FILE=$default_output")
+    if [[ -f $env_file ]]; then args+=(--env-file "$env_file"); else vars+=("${env_lines[@]}"); fi
   fi
-  [[ -n ${1:-} || " ${vars[*]} " == *" GITHUB_TOKEN_FILE="* ]] || vars+=("GITHUB_TOKEN_FILE=$default_output")
-  cred=$(mktemp -d)
-  [[ ! -f $key ]] || cp "$key" "$cred/github-app.pem"
   say "validating the settings: $name check --offline"
-  env -i PATH="$PATH" HOME="$HOME" CREDENTIALS_DIRECTORY="$cred" "${vars[@]}" \
-    "$b" check --offline </dev/null 2>&1 | sed 's/^/    /' || rc=${PIPESTATUS[0]}
-  rm -rf "$cred"
-  ((rc == 0)) || die "dry run: the settings are not valid (exit $rc, see the FAIL line above)" "$rc"
-}
-
-# `check --config FILE` as the config drop-in runs it: the key credential, none of the
-# single-target variables (they would conflict with --config).
-run_check_targets() { # FILE
-  local file=$1
-  if ((dry_run)); then
-    validate_offline "$file"
-    say "would run: $name check --config $file (with $key_dest, as the unit does)"
-    return
-  fi
-  say "checking the targets: $name check --config $file"
-  local rc=0 out
-  out=$(systemd-run --user --wait --pipe --quiet --collect \
-    --unit="$name-setup-check-$$" \
-    -p UnsetEnvironment="$(single_target_vars)" \
-    -p Environment="GITHUB_TOKEN_REFRESHER_CONFIG=$file" \
-    -p LoadCredential="github-app.pem:$key_dest" \
-    "$bin" check </dev/null 2>&1) || rc=$?
-  [[ -z $out ]] || printf '%s\n' "$out" | sed 's/^/    /'
-  if ((rc != 0)); then
-    echo >&2
-    printf 'setup: error: the check failed (exit %s); see the FAIL line above and its hint.\n' "$rc" >&2
-    [[ $mode != install ]] || printf 'setup: %s is left as it was; fix %s (or the key %s) and run setup.sh again.\n' "$unit" "$file" "$key_dest" >&2
-    exit "$rc"
-  fi
+  bin_as_unit "${key_file:-$key_dest}" "${vars[@]}" -- "${args[@]}" 2>&1 | sed 's/^/    /' || rc=${PIPESTATUS[0]}
+  ((rc == 0)) || die "${who}the settings are not valid (exit $rc, see the FAIL line above)" "$rc"
 }
 
 linger_hint() {
@@ -988,29 +973,15 @@ EOF
 # it (its environment file or targets file, its key as the credential).
 prove_new_binary() { # RUNNING_UNIT...
   [[ -f $bin && -f $new_bin ]] && [[ $(sha "$bin") == "$(sha "$new_bin")" ]] && return 0
-  local u inst props rc out
+  local u rc
   for u in "$@"; do
-    if [[ $u == "$name.service" && -f $config_dropin ]]; then
-      props=(-p UnsetEnvironment="$(single_target_vars)" -p Environment="GITHUB_TOKEN_REFRESHER_CONFIG=$targets_dest"
-        -p LoadCredential="github-app.pem:$conf_dir/github-app.pem")
-    elif [[ $u == "$name.service" ]]; then
-      props=(-p EnvironmentFile="-$conf_dir/env" -p Environment="GITHUB_TOKEN_FILE=$runtime_dir/$name/token.json"
-        -p LoadCredential="github-app.pem:$conf_dir/github-app.pem")
-    else
-      inst=${u#"$name"@}
-      inst=${inst%.service}
-      props=(-p EnvironmentFile="-$conf_dir/$inst.env" -p Environment="GITHUB_TOKEN_FILE=$runtime_dir/$name@$inst/token.json"
-        -p LoadCredential="github-app.pem:$conf_dir/$inst.pem")
-    fi
     if ((dry_run)); then
       say "would run: $new_bin check (as $u would run it) before replacing $bin"
       continue
     fi
     say "proving the new binary: $new_bin check, with $u's configuration and key"
     rc=0
-    out=$(systemd-run --user --wait --pipe --quiet --collect --unit="$name-setup-prove-$$" \
-      "${props[@]}" "$new_bin" check </dev/null 2>&1) || rc=$?
-    printf '%s\n' "$out" | sed 's/^/    /'
+    unit_check "$new_bin" "$u" || rc=$?
     ((rc == 0)) || die "the new binary cannot mint with $u's configuration (check exit $rc, see above); nothing was changed"
   done
 }
@@ -1056,7 +1027,12 @@ do_install() {
     collect_settings
   fi
   obtain_binary
-  ! config_mode || check_targets_paths "$config_src"
+  # the binary judges the settings before anything is written (a dry run: in run_check)
+  if config_mode; then
+    check_targets_paths "$config_src"
+  elif ((!dry_run)); then
+    validate_offline
+  fi
   local was_running
   was_running=$(running_units)
   install_binary
@@ -1064,7 +1040,7 @@ do_install() {
   install_key
   if config_mode; then
     # check the new file before it replaces the one the service reads
-    run_check_targets "$config_src"
+    run_check "$config_src"
     install_targets_file
     write_config_dropin
   else
@@ -1269,9 +1245,11 @@ purge_manifest() { # UNIT|*
 # files only), the token directory systemd made for it, and the manifest's entries. A
 # GITHUB_TOKEN_FILE that the manifest does not list is left alone: the env file is
 # hand-editable, so it may name anything.
-purge_unit() { # UNIT ENV_FILE KEY DEFAULT_TOKEN_DIR
-  local u=$1 env=$2 key=$3 dir=$4 custom="" p
-  [[ -f $env ]] && custom=$(env_token_file "$env")
+purge_unit() { # UNIT
+  local u=$1 env key dir custom="" p
+  [[ ! -x $bin ]] || custom=$(unit_token_file "$u")
+  unit_files "$u"
+  env=$u_env key=$u_key dir=$(dirname "$u_default")
   if [[ -n $custom && $(dirname "$custom") != "$dir" ]] && ! grep -qxF "$u token $custom" "$manifest" 2>/dev/null; then
     warn "not removing $custom (GITHUB_TOKEN_FILE in $env, which setup.sh did not set up); remove it yourself if it is yours"
   fi
@@ -1313,7 +1291,6 @@ do_uninstall() {
       [[ -f $unit_dir/$u ]] && changed=1
       remove "$unit_dir/$u"
     done
-    remove "$bin" "$prev_bin"
     shell_extras remove
   fi
   if ((changed)); then
@@ -1321,14 +1298,12 @@ do_uninstall() {
   fi
   if ((purge)); then
     if [[ -n $instance ]]; then
-      purge_unit "$unit" "$env_file" "$key_dest" "$runtime_dir/$name@$instance"
+      purge_unit "$unit"
     else
       for u in $units; do
-        inst=${u#"$name"@}
-        inst=${inst%.service}
-        [[ $u == *@* ]] && purge_unit "$u" "$conf_dir/$inst.env" "$conf_dir/$inst.pem" "$runtime_dir/$name@$inst"
+        [[ $u == *@* ]] && purge_unit "$u"
       done
-      purge_unit "$name.service" "$conf_dir/env" "$conf_dir/github-app.pem" "$runtime_dir/$name"
+      purge_unit "$name.service"
       # instances that systemd no longer knows about but left files behind
       for inst in "$runtime_dir/$name"@*; do
         [[ -d $inst && ! -L $inst ]] && remove "$inst"
@@ -1345,6 +1320,8 @@ do_uninstall() {
   else
     say "kept configuration in $conf_dir and the token directory (add --purge to remove them)"
   fi
+  # last: purging asks the binary where each unit's token file is
+  [[ -n $instance ]] || remove "$bin" "$prev_bin"
   ((dry_run)) && { say "dry run: done, nothing changed"; return; }
   say "uninstalled${instance:+ instance $instance}"
 }
@@ -1355,7 +1332,7 @@ do_check() {
   if config_mode; then
     [[ -f $targets_dest ]] || die "$config_dropin is installed but $targets_dest is missing; run ./setup.sh --config FILE"
     check_targets_paths "$targets_dest"
-    run_check_targets "$targets_dest"
+    run_check "$targets_dest"
     return
   fi
   [[ -f $env_file ]] || warn "$env_file does not exist"

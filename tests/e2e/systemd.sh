@@ -600,6 +600,31 @@ t_dry_bad() {
 }
 expect "dry run: a bad value is reported by the binary (FAIL line, exit 78)" t_dry_bad
 
+# --- the binary reads an environment file exactly as systemd does ---------------------------------
+# setup.sh asks `check --paths --env-file` where a unit writes instead of parsing the file; the
+# same file, handed to a real unit as EnvironmentFile=, must give the same values.
+# shellcheck disable=SC2016 # written as it is, for systemd to read
+tricky='# quotes, escapes, a continuation line, a repeated assignment
+GITHUB_APP_ID=1234
+GITHUB_APP_INSTALLATION_ID=100
+GITHUB_APP_PRIVATE_KEY_FILE=  /home/dev/a\ b/k\\ey.pem  
+GITHUB_TOKEN_FILE=/home/dev/not-this-one.json
+GITHUB_TOKEN_FILE="/home/dev/q \"x\" \$y \z/\
+token.json"
+'
+printf -v tricky_q %q "$tricky"
+ush "printf '%s' $tricky_q >~/tricky.env"
+t_env_file_as_systemd() {
+  local ours theirs
+  ours=$(u env -i PATH=/usr/bin:/bin "$GTR" check --paths --env-file "$HOME_DEV/tricky.env" |
+    awk -F'\t' '$2 == "output" || $2 == "key" { print $3 }') || { echo "check --paths failed"; return 1; }
+  # shellcheck disable=SC2016 # the unit's shell expands them
+  theirs=$(u systemd-run --user --wait --pipe --quiet --collect -p EnvironmentFile="$HOME_DEV/tricky.env" \
+    sh -c 'printf "%s\n%s\n" "$GITHUB_TOKEN_FILE" "$GITHUB_APP_PRIVATE_KEY_FILE"')
+  [[ -n $ours && $ours == "$theirs" ]] || { printf 'ours:\n%s\nsystemd:\n%s\n' "$ours" "$theirs"; return 1; }
+}
+expect "check --env-file reads quotes, escapes, continuations and repeats as systemd's EnvironmentFile= does" t_env_file_as_systemd
+
 # --- uninstall ----------------------------------------------------------------------------------
 run_setup uninstall-dry --uninstall --purge --dry-run
 t_dry() { [[ $rc == 0 ]] && contains "$out" "would run" && is_active $UNIT && u test -f "$TOKEN" && u test -f "$INSTALLED"; }
