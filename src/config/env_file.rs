@@ -152,6 +152,12 @@ mod tests {
         parse(text).vars
     }
 
+    fn pairs(want: &[(&str, &str)]) -> Vec<(String, String)> {
+        want.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     fn one(text: &str) -> String {
         let v = vars(text);
         assert_eq!(v.len(), 1, "{text:?} -> {v:?}");
@@ -165,57 +171,62 @@ mod tests {
                     GITHUB_APP_ID=123456\n\
                     GITHUB_APP_OWNER=acme\n\
                     GITHUB_TOKEN_FILE=/home/u/github-token/token.json\n";
-        assert_eq!(
-            vars(text),
-            [
-                ("GITHUB_APP_ID", "123456"),
-                ("GITHUB_APP_OWNER", "acme"),
-                ("GITHUB_TOKEN_FILE", "/home/u/github-token/token.json"),
-            ]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-        );
+        let want = [
+            ("GITHUB_APP_ID", "123456"),
+            ("GITHUB_APP_OWNER", "acme"),
+            ("GITHUB_TOKEN_FILE", "/home/u/github-token/token.json"),
+        ];
+        assert_eq!(vars(text), pairs(&want));
     }
 
     #[test]
     fn comments_blank_lines_and_lines_without_equals_are_skipped() {
         let v = vars("\n  # a=b\n; c=d\njust words\n\n  E = f \n");
-        assert_eq!(v, [("E".to_string(), "f".to_string())]);
+        assert_eq!(v, pairs(&[("E", "f")]));
+    }
+
+    /// Each line's value as systemd reads it.
+    fn assert_values(cases: &[(&str, &str)]) {
+        for (text, want) in cases {
+            assert_eq!(one(text), *want, "{text:?}");
+        }
     }
 
     #[test]
     fn unquoted_values_keep_interior_blanks_and_take_escapes() {
-        assert_eq!(one("A=  x  y  \n"), "x  y");
-        assert_eq!(one("A=a\\ \n"), "a ");
-        assert_eq!(one("A=a\\\\b\n"), "a\\b");
-        assert_eq!(one("A=a\\\nb\n"), "ab");
-        assert_eq!(one("A=it's \"x\"\n"), "it's \"x\"");
-        assert_eq!(one("A=\r\n"), "");
-        assert_eq!(one("A=/p/t.json\r\n"), "/p/t.json");
+        assert_values(&[
+            ("A=  x  y  \n", "x  y"),
+            ("A=a\\ \n", "a "),
+            ("A=a\\\\b\n", "a\\b"),
+            ("A=a\\\nb\n", "ab"),
+            ("A=it's \"x\"\n", "it's \"x\""),
+            ("A=\r\n", ""),
+            ("A=/p/t.json\r\n", "/p/t.json"),
+        ]);
     }
 
     #[test]
     fn quoted_values() {
-        assert_eq!(one("A='x \\n $y'\n"), "x \\n $y");
-        assert_eq!(one("A=\"x \\\"y\\\" \\$z \\q\"\n"), "x \"y\" $z \\q");
-        assert_eq!(one("A='two\nlines'\n"), "two\nlines");
-        assert_eq!(one("A=\"two\\\nlines\"\n"), "twolines");
-        assert_eq!(one("A=  'padded'  \n"), "padded");
-        assert_eq!(one("A='unterminated"), "unterminated");
+        assert_values(&[
+            ("A='x \\n $y'\n", "x \\n $y"),
+            ("A=\"x \\\"y\\\" \\$z \\q\"\n", "x \"y\" $z \\q"),
+            ("A='two\nlines'\n", "two\nlines"),
+            ("A=\"two\\\nlines\"\n", "twolines"),
+            ("A=  'padded'  \n", "padded"),
+            ("A='unterminated", "unterminated"),
+        ]);
     }
 
     #[test]
     fn later_assignments_come_later_and_the_last_line_needs_no_newline() {
         let v = vars("A=1\nB='x\ny'\nA=2");
-        assert_eq!(
-            v,
-            [("A", "1"), ("B", "x\ny"), ("A", "2")].map(|(k, v)| (k.to_string(), v.to_string()))
-        );
+        assert_eq!(v, pairs(&[("A", "1"), ("B", "x\ny"), ("A", "2")]));
     }
 
     #[test]
     fn a_bad_name_is_ignored_and_reported_with_its_line() {
         let f = parse("A=1\n\nexport B=2\n9C=3\n");
-        assert_eq!(f.vars, [("A".to_string(), "1".to_string())]);
+        assert_eq!(f.vars, pairs(&[("A", "1")]));
         assert_eq!(f.ignored.len(), 2);
         assert!(
             f.ignored[0].starts_with("line 3: 'export B'"),
