@@ -32,80 +32,106 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The whole file.
+/// The whole file: the families in a fixed order, each left out while it has no sample.
 pub fn render(targets: &[TargetMetrics]) -> String {
     let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-        if samples.is_empty() {
-            return;
-        }
-        let _ = writeln!(out, "# HELP {PREFIX}_{name} {help}");
-        let _ = writeln!(out, "# TYPE {PREFIX}_{name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{PREFIX}_{name}{{{labels}}} {value}");
-        }
-    };
-    let per = |f: &dyn Fn(&TargetMetrics) -> Option<String>| -> Vec<(String, String)> {
-        targets
-            .iter()
-            .filter_map(|t| f(t).map(|v| (format!("target=\"{}\"", label(&t.name)), v)))
-            .collect()
-    };
+    build_info(&mut out);
+    per_target(
+        &mut out,
+        targets,
+        "token_expiry_timestamp_seconds",
+        "When the target's current token expires, Unix time by GitHub's clock.",
+        |t| t.expires_at_unix,
+    );
+    per_target(
+        &mut out,
+        targets,
+        "last_success_timestamp_seconds",
+        "When the target last published a new token, Unix time.",
+        |t| t.last_success_unix,
+    );
+    per_target(
+        &mut out,
+        targets,
+        "consecutive_failures",
+        "Failed refreshes since the target's last success.",
+        |t| Some(t.consecutive_failures),
+    );
+    refreshes_total(&mut out, targets);
+    per_target(
+        &mut out,
+        targets,
+        "token_generation",
+        "The generation of the target's token file (grows by one per write).",
+        |t| Some(t.generation),
+    );
+    per_target(
+        &mut out,
+        targets,
+        "clock_offset_seconds",
+        "GitHub's clock minus this host's, learned from GitHub's Date header.",
+        |t| Some(t.clock_offset_secs),
+    );
+    out
+}
+
+/// One family: HELP, TYPE and its samples (`labels`, value); nothing at all without samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, String)]) {
+    if samples.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {PREFIX}_{name} {help}");
+    let _ = writeln!(out, "# TYPE {PREFIX}_{name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{PREFIX}_{name}{{{labels}}} {value}");
+    }
+}
+
+/// A gauge with one sample per target that has a value (`None`: not known yet).
+fn per_target<V: std::fmt::Display>(
+    out: &mut String,
+    targets: &[TargetMetrics],
+    name: &str,
+    help: &str,
+    value: impl Fn(&TargetMetrics) -> Option<V>,
+) {
+    let samples: Vec<_> = targets
+        .iter()
+        .filter_map(|t| value(t).map(|v| (format!("target=\"{}\"", label(&t.name)), v.to_string())))
+        .collect();
+    family(out, name, "gauge", help, &samples);
+}
+
+/// The running daemon's version, as a label on a constant 1.
+fn build_info(out: &mut String) {
+    let version = format!("version=\"{}\"", label(env!("CARGO_PKG_VERSION")));
     family(
+        out,
         "build_info",
         "gauge",
         "The running daemon's version (always 1).",
-        vec![(
-            format!("version=\"{}\"", label(env!("CARGO_PKG_VERSION"))),
-            "1".into(),
-        )],
+        &[(version, "1".into())],
     );
-    family(
-        "token_expiry_timestamp_seconds",
-        "gauge",
-        "When the target's current token expires, Unix time by GitHub's clock.",
-        per(&|t| t.expires_at_unix.map(|v| v.to_string())),
-    );
-    family(
-        "last_success_timestamp_seconds",
-        "gauge",
-        "When the target last published a new token, Unix time.",
-        per(&|t| t.last_success_unix.map(|v| v.to_string())),
-    );
-    family(
-        "consecutive_failures",
-        "gauge",
-        "Failed refreshes since the target's last success.",
-        per(&|t| Some(t.consecutive_failures.to_string())),
-    );
-    let mut refreshes = Vec::new();
+}
+
+/// The refresh counter: two samples per target, by result.
+fn refreshes_total(out: &mut String, targets: &[TargetMetrics]) {
+    let mut samples = Vec::new();
     for t in targets {
         for (result, n) in [("success", t.successes), ("failure", t.failures)] {
-            refreshes.push((
+            samples.push((
                 format!("target=\"{}\",result=\"{result}\"", label(&t.name)),
                 n.to_string(),
             ));
         }
     }
     family(
+        out,
         "refreshes_total",
         "counter",
         "Refresh attempts of this daemon by result.",
-        refreshes,
+        &samples,
     );
-    family(
-        "token_generation",
-        "gauge",
-        "The generation of the target's token file (grows by one per write).",
-        per(&|t| Some(t.generation.to_string())),
-    );
-    family(
-        "clock_offset_seconds",
-        "gauge",
-        "GitHub's clock minus this host's, learned from GitHub's Date header.",
-        per(&|t| Some(t.clock_offset_secs.to_string())),
-    );
-    out
 }
 
 /// Writes the file when its contents change; a failure is reported once per new message.
