@@ -48,6 +48,17 @@ impl HttpError {
 /// Parse the request head at the start of `buf`. `Ok(None)`: not complete yet, read more
 /// (the caller stops at [`MAX_HEAD`]). A body, if any, is ignored: GET has none.
 pub fn parse(buf: &[u8]) -> Result<Option<Request>, HttpError> {
+    let Some(head) = head(buf)? else {
+        return Ok(None);
+    };
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let target = request_line(lines.next().unwrap_or(""))?;
+    check_headers(lines)?;
+    request(target).map(Some)
+}
+
+/// The complete head, within [`MAX_HEAD`] and UTF-8; `None`: not complete yet.
+fn head(buf: &[u8]) -> Result<Option<&str>, HttpError> {
     let Some(end) = find_head_end(buf) else {
         return if buf.len() >= MAX_HEAD {
             Err(HttpError::TooLarge)
@@ -59,9 +70,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, HttpError> {
         return Err(HttpError::TooLarge);
     }
     let head = std::str::from_utf8(&buf[..end]).map_err(|_| HttpError::Bad("head is not UTF-8"))?;
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
+    Ok(Some(head))
+}
+
+/// `GET target HTTP/1.x`: the target, not yet checked.
+fn request_line(line: &str) -> Result<&str, HttpError> {
+    let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -76,6 +90,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, HttpError> {
     if method != "GET" {
         return Err(HttpError::Method);
     }
+    Ok(target)
+}
+
+/// The header lines: at most [`MAX_HEADERS`], each `name: value` with a token name, and
+/// none announcing a body. Their values are not used.
+fn check_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Result<(), HttpError> {
     let mut headers = 0;
     for line in lines.filter(|l| !l.is_empty()) {
         headers += 1;
@@ -95,6 +115,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, HttpError> {
             return Err(HttpError::Bad("GET takes no body"));
         }
     }
+    Ok(())
+}
+
+/// The request target as a path and its query pairs.
+fn request(target: &str) -> Result<Request, HttpError> {
     // origin form only; curl sends it; an absolute URL is accepted for its path
     let target = match target.strip_prefix("http://") {
         Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or("/"),
@@ -107,10 +132,10 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, HttpError> {
     let query = url::form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    Ok(Some(Request {
+    Ok(Request {
         path: path.to_owned(),
         query,
-    }))
+    })
 }
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
