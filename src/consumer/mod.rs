@@ -505,16 +505,31 @@ fn answer_git(decision: credential::Decision, path: &Path) {
     }
 }
 
-fn token(args: &TokenArgs) -> i32 {
-    let path = args.file.path();
-    let file = match usable_token_waiting(path, args.min_remaining.min_remaining, args.wait) {
-        Ok(f) => f,
+/// What `token` and `exec` start with: the usable token (waiting up to `--wait`), with the
+/// exposure warning; or, having said why there is none, the exit status.
+fn usable_or_exit(
+    path: &Path,
+    min_remaining: &MinRemainingArg,
+    wait: Option<Duration>,
+) -> Result<TokenFile, i32> {
+    match usable_token_waiting(path, min_remaining.min_remaining, wait) {
+        Ok(file) => {
+            warn_if_exposed(path);
+            Ok(file)
+        }
         Err(u) => {
             say(u.message());
-            return EXIT_NO_TOKEN;
+            Err(EXIT_NO_TOKEN)
         }
+    }
+}
+
+fn token(args: &TokenArgs) -> i32 {
+    let path = args.file.path();
+    let file = match usable_or_exit(path, &args.min_remaining, args.wait) {
+        Ok(f) => f,
+        Err(status) => return status,
     };
-    warn_if_exposed(path);
     let line = zeroize::Zeroizing::new(format!("{}\n", file.token.expose()));
     let mut out = io::stdout().lock();
     match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
@@ -552,14 +567,10 @@ fn token_env(cmd: &mut Command, path: &Path, file: &TokenFile) {
 
 fn exec(args: ExecArgs) -> i32 {
     let path = args.file.path();
-    let file = match usable_token_waiting(path, args.min_remaining.min_remaining, args.wait) {
+    let file = match usable_or_exit(path, &args.min_remaining, args.wait) {
         Ok(f) => f,
-        Err(u) => {
-            say(u.message());
-            return EXIT_NO_TOKEN;
-        }
+        Err(status) => return status,
     };
-    warn_if_exposed(path);
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let mut cmd = Command::new(program);
     cmd.args(rest);
