@@ -503,23 +503,18 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
+    /// `publish` with the default file options at `now()`, of a sample expiring at `expires`.
+    fn publish_sample(path: &Path, expires: i64) -> Result<TokenFile, WriteError> {
+        publish(path, sample(expires), FileOptions::default(), now())
+    }
+
     #[test]
     fn publish_writes_0600_and_counts_generations() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token.json");
         let t = now().timestamp() + 3600;
-        assert_eq!(
-            publish(&path, sample(t), FileOptions::default(), now())
-                .unwrap()
-                .generation,
-            1
-        );
-        assert_eq!(
-            publish(&path, sample(t), FileOptions::default(), now())
-                .unwrap()
-                .generation,
-            2
-        );
+        assert_eq!(publish_sample(&path, t).unwrap().generation, 1);
+        assert_eq!(publish_sample(&path, t).unwrap().generation, 2);
         let back = read(&path).unwrap();
         assert_eq!(back.generation, 2);
         assert_eq!(back.token.expose(), "ghs_sample");
@@ -533,19 +528,8 @@ mod tests {
     fn an_expired_token_never_replaces_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token.json");
-        publish(
-            &path,
-            sample(now().timestamp() + 60),
-            FileOptions::default(),
-            now(),
-        )
-        .unwrap();
-        let err = publish(
-            &path,
-            sample(now().timestamp()),
-            FileOptions::default(),
-            now(),
-        );
+        publish_sample(&path, now().timestamp() + 60).unwrap();
+        let err = publish_sample(&path, now().timestamp());
         assert!(matches!(err, Err(WriteError::AlreadyExpired(_))));
         assert_eq!(read(&path).unwrap().expires_at_unix, now().timestamp() + 60);
     }
@@ -557,13 +541,7 @@ mod tests {
         fs::write(&victim, "keep me").unwrap();
         let path = dir.path().join("token.json");
         std::os::unix::fs::symlink(&victim, &path).unwrap();
-        publish(
-            &path,
-            sample(now().timestamp() + 60),
-            FileOptions::default(),
-            now(),
-        )
-        .unwrap();
+        publish_sample(&path, now().timestamp() + 60).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
         assert!(
             !fs::symlink_metadata(&path)
@@ -596,12 +574,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token.json");
         fs::create_dir(&path).unwrap();
-        let err = publish(
-            &path,
-            sample(now().timestamp() + 60),
-            FileOptions::default(),
-            now(),
-        );
+        let err = publish_sample(&path, now().timestamp() + 60);
         assert!(matches!(err, Err(WriteError::TargetIsDirectory(_))));
     }
 
