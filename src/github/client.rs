@@ -99,22 +99,34 @@ impl Client {
         local_now + chrono::Duration::seconds(self.clock_offset())
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}{}", self.base, path))
+    /// A request to `path` under the API base, authenticated with `bearer` (the App's JWT or
+    /// an installation token: GitHub answers nothing this client asks without one).
+    fn request(&self, method: Method, path: &str, bearer: &Secret) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(bearer.expose())
+    }
+
+    /// `GET path` with `bearer`, its JSON answer; `what` names the call in errors.
+    async fn get<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        path: &str,
+        bearer: &Secret,
+    ) -> Result<T, GithubError> {
+        self.json(what, self.request(Method::GET, path, bearer))
+            .await
     }
 
     /// `GET /app`: who the JWT says we are.
     pub async fn app(&self, jwt: &Secret) -> Result<AppInfo, GithubError> {
-        let req = self.request(Method::GET, "/app").bearer_auth(jwt.expose());
-        self.json("GET /app", req).await
+        self.get("GET /app", "/app", jwt).await
     }
 
     /// `GET /app/installations/{id}`.
     pub async fn installation(&self, jwt: &Secret, id: u64) -> Result<Installation, GithubError> {
-        let req = self
-            .request(Method::GET, &format!("/app/installations/{id}"))
-            .bearer_auth(jwt.expose());
-        self.json("GET /app/installations/{id}", req).await
+        let path = format!("/app/installations/{id}");
+        self.get("GET /app/installations/{id}", &path, jwt).await
     }
 
     /// `GET /repos/{owner}/{repo}/installation`.
@@ -124,10 +136,8 @@ impl Client {
         owner: &str,
         repo: &str,
     ) -> Result<Installation, GithubError> {
-        let req = self
-            .request(Method::GET, &format!("/repos/{owner}/{repo}/installation"))
-            .bearer_auth(jwt.expose());
-        self.json("GET /repos/{owner}/{repo}/installation", req)
+        let path = format!("/repos/{owner}/{repo}/installation");
+        self.get("GET /repos/{owner}/{repo}/installation", &path, jwt)
             .await
     }
 
@@ -137,15 +147,11 @@ impl Client {
         jwt: &Secret,
         owner: &str,
     ) -> Result<Installation, GithubError> {
-        let req = self
-            .request(Method::GET, &format!("/orgs/{owner}/installation"))
-            .bearer_auth(jwt.expose());
-        match self.json("GET /orgs/{org}/installation", req).await {
+        let path = format!("/orgs/{owner}/installation");
+        match self.get("GET /orgs/{org}/installation", &path, jwt).await {
             Err(e) if e.status() == Some(404) => {
-                let req = self
-                    .request(Method::GET, &format!("/users/{owner}/installation"))
-                    .bearer_auth(jwt.expose());
-                self.json("GET /users/{user}/installation", req).await
+                let path = format!("/users/{owner}/installation");
+                self.get("GET /users/{user}/installation", &path, jwt).await
             }
             other => other,
         }
@@ -159,12 +165,8 @@ impl Client {
         scope: &TokenRequest,
     ) -> Result<AccessToken, GithubError> {
         const WHAT: &str = "POST /app/installations/{id}/access_tokens";
-        let mut req = self
-            .request(
-                Method::POST,
-                &format!("/app/installations/{installation_id}/access_tokens"),
-            )
-            .bearer_auth(jwt.expose());
+        let path = format!("/app/installations/{installation_id}/access_tokens");
+        let mut req = self.request(Method::POST, &path, jwt);
         if *scope != TokenRequest::default() {
             req = req.json(scope);
         }
@@ -198,18 +200,15 @@ impl Client {
         &self,
         token: &Secret,
     ) -> Result<RepositoryList, GithubError> {
-        let req = self
-            .request(Method::GET, "/installation/repositories?per_page=100")
-            .bearer_auth(token.expose());
-        self.json("GET /installation/repositories", req).await
+        let path = "/installation/repositories?per_page=100";
+        self.get("GET /installation/repositories", path, token)
+            .await
     }
 
     /// `DELETE /installation/token` with the installation token itself: GitHub answers 204
     /// and refuses the token from then on (401).
     pub async fn revoke(&self, token: &Secret) -> Result<(), GithubError> {
-        let req = self
-            .request(Method::DELETE, "/installation/token")
-            .bearer_auth(token.expose());
+        let req = self.request(Method::DELETE, "/installation/token", token);
         self.send("DELETE /installation/token", req).await.map(drop)
     }
 
