@@ -16,6 +16,13 @@ impl Clock for SystemClock {
     }
 }
 
+/// The fixed instant unit tests count from (2027-01-15T08:00:00Z, Unix 1,800,000,000), so
+/// that the times in their assertions are round numbers; not compiled into the binary.
+#[cfg(test)]
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
 /// A clock tests set by hand; not compiled into the binary.
 #[cfg(test)]
 #[derive(Debug, Default)]

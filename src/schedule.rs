@@ -106,10 +106,7 @@ impl RetryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t0() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
-    }
+    use crate::clock::t0;
 
     fn secs(n: i64) -> chrono::Duration {
         chrono::Duration::seconds(n)

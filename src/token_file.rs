@@ -477,6 +477,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], opts: FileOptions) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::t0 as now;
 
     fn sample(expires: i64) -> TokenFile {
         TokenFile {
@@ -497,10 +498,6 @@ mod tests {
             generation: 0,
             fingerprint: String::new(),
         }
-    }
-
-    fn now() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
     /// `publish` with the default file options at `now()`, of a sample expiring at `expires`.

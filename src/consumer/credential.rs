@@ -208,6 +208,7 @@ pub fn write_answer(out: &mut impl Write, password: &Secret, expiry_unix: i64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::t0 as now;
     use std::path::Path;
 
     fn req(text: &str) -> Request {
@@ -222,10 +223,6 @@ mod tests {
         .unwrap();
         f.expires_at_unix = expires;
         f
-    }
-
-    fn now() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
     const HOUR: i64 = 3600;

@@ -796,11 +796,8 @@ fn describe_status(status: ExitStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::t0 as now;
     use clap::CommandFactory;
-
-    fn now() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
-    }
 
     fn file_with(token: &str, expires: i64) -> TokenFile {
         let mut f = TokenFile::parse(&format!(

@@ -857,12 +857,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{ManualClock, t0};
     use crate::config::HostEnv;
-
-    fn t0() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
-    }
 
     fn minutes(m: i64) -> chrono::Duration {
         chrono::Duration::minutes(m)

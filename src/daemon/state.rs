@@ -80,6 +80,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::clock::t0;
     use crate::config::{AppRef, InstallationRef, Target};
     use crate::github::GithubError;
     use crate::secret::Secret;
@@ -107,10 +108,6 @@ mod tests {
             revoke: Default::default(),
         };
         TargetState::new(target, 1, t0())
-    }
-
-    fn t0() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
     fn published(token: &str, refresh_in: i64) -> Published {
