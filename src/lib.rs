@@ -54,17 +54,22 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         Err(code) => return code,
     };
     // the in-container commands read one file: no logging setup, no runtime
-    let command = match cli.command {
-        Command::Consumer(c) => return consumer::run(c),
-        Command::Completions(a) => return commands::docs::completions(a.shell),
-        Command::Manpage(a) => return commands::docs::manpage(a.dir.as_deref()),
-        Command::Fingerprint => return fingerprint::main(),
+    match cli.command {
+        Command::Consumer(c) => consumer::run(c),
+        Command::Completions(a) => commands::docs::completions(a.shell),
+        Command::Manpage(a) => commands::docs::manpage(a.dir.as_deref()),
+        Command::Fingerprint => fingerprint::main(),
         Command::Check(cli::CheckArgs {
             env_file: Some(file),
             ..
-        }) => return commands::check::rerun_with_env_file(&file, &args),
-        other => other,
-    };
+        }) => commands::check::rerun_with_env_file(&file, &args),
+        host => host_main(host),
+    }
+}
+
+/// The host-side commands: logging, the process hardened before any of them reads the key,
+/// one current-thread runtime.
+fn host_main(command: Command) -> i32 {
     logging::init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,7 +86,6 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         command,
         Command::Run(_) | Command::Once(_) | Command::Check(_)
     ) {
-        // before any of them reads the key
         harden_process();
     }
     match command {

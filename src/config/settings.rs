@@ -265,8 +265,14 @@ mod tests {
                     let env = a.get_env().map(|e| e.to_string_lossy().into_owned());
                     Some((long.to_owned(), env))
                 })
-                // check's own report flags are not settings
-                .filter(|(long, _)| !matches!(long.as_str(), "help" | "offline" | "json" | "paths"))
+                // check's own report flags, and where it reads the environment from, are
+                // not settings
+                .filter(|(long, _)| {
+                    !matches!(
+                        long.as_str(),
+                        "help" | "offline" | "json" | "paths" | "env-file"
+                    )
+                })
                 .collect();
             let want: BTreeSet<(String, Option<String>)> = SETTINGS
                 .iter()
