@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::RawConfig;
+use crate::config::settings::SETTINGS;
+use crate::config::{Origins, RawConfig};
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -174,6 +176,41 @@ pub struct ConfigArgs {
     /// Many targets from a TOML file instead of the flags above (see README)
     #[arg(long, env = "GITHUB_TOKEN_REFRESHER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Which of the above the environment gave (filled in by [`Cli::parse_args`]).
+    #[arg(skip)]
+    pub origins: Origins,
+}
+
+impl Cli {
+    /// Parse `args` as `Cli::try_parse_from` does, and record where clap found each setting
+    /// of `run`, `once` and `check`: the command line or the environment, so that an error
+    /// names it as the user wrote it (`--app-id` or `GITHUB_APP_ID`).
+    pub fn parse_args(
+        args: impl IntoIterator<Item = std::ffi::OsString>,
+    ) -> Result<Cli, clap::Error> {
+        let mut command = Cli::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+        let config = match &mut cli.command {
+            Command::Run(c) | Command::Once(c) => Some(c),
+            Command::Check(c) => Some(&mut c.config),
+            _ => None,
+        };
+        if let (Some(config), Some((_, sub))) = (config, matches.subcommand()) {
+            config.origins = origins(sub);
+        }
+        Ok(cli)
+    }
+}
+
+/// The settings clap took from their environment variable in `matches` (a subcommand's that
+/// has every setting's argument, named as the setting: `settings` tests that).
+fn origins(matches: &ArgMatches) -> Origins {
+    SETTINGS
+        .iter()
+        .filter(|s| s.flag.is_some())
+        .filter(|s| matches.value_source(s.name) == Some(ValueSource::EnvVariable))
+        .fold(Origins::COMMAND_LINE, |o, s| o.with_env(s.name))
 }
 
 impl ConfigArgs {
@@ -195,6 +232,7 @@ impl ConfigArgs {
             revoke_on_stop: self.revoke_on_stop.clone(),
             revoke_superseded_after: self.revoke_superseded_after.clone(),
             socket: self.socket.clone(),
+            origins: self.origins,
         }
     }
 
@@ -254,6 +292,7 @@ impl ConfigArgs {
             socket: p(),
             metrics_file: p(),
             config: p(),
+            origins: Origins::COMMAND_LINE,
         }
     }
 }

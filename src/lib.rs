@@ -30,8 +30,6 @@ pub mod wake;
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use clap::Parser;
-
 use crate::cli::{Cli, Command, ConfigArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, HostEnv, Source};
@@ -108,7 +106,7 @@ fn host_main(command: Command) -> i32 {
 /// The command line, or the exit status after clap has printed help, the version or the
 /// usage error.
 fn parse(args: Vec<OsString>) -> Result<Cli, i32> {
-    Cli::try_parse_from(args).map_err(|e| {
+    Cli::parse_args(args).map_err(|e| {
         use clap::error::ErrorKind;
         let code = match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::OK,

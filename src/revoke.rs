@@ -36,15 +36,14 @@ pub struct Revocation {
 /// Tokens live one hour: a later revocation would never happen before the expiry.
 pub const MAX_SUPERSEDED_AFTER: Duration = Duration::from_secs(3600);
 
-/// `revoke_superseded_after` / `--revoke-superseded-after`, named `key` in messages.
-pub fn parse_superseded_after(key: &str, s: &str) -> Result<Duration, ConfigError> {
-    let d = parse_duration(s)
-        .map_err(|why| ConfigError(format!("{key} '{}': {why}", s.escape_debug())))?;
+/// `revoke_superseded_after` / `--revoke-superseded-after`, named in messages as `sp` says.
+pub fn parse_superseded_after(sp: Spelling, s: &str) -> Result<Duration, ConfigError> {
+    let d = crate::config::parse_duration_of(sp, "revoke_superseded_after", s)?;
     if d < Duration::from_secs(1) || d >= MAX_SUPERSEDED_AFTER {
         return Err(ConfigError(format!(
-            "{key} '{}': choose between 1s and 59m (a consumer that read the old token keeps \
-             it this long; tokens expire after 1h anyway), e.g. 5m",
-            s.escape_debug()
+            "{}: choose between 1s and 59m (a consumer that read the old token keeps it this \
+             long; tokens expire after 1h anyway), e.g. 5m",
+            sp.quoted("revoke_superseded_after", s.escape_debug())
         )));
     }
     Ok(d)
@@ -198,7 +197,7 @@ fn client_for(
         (None, "") => crate::config::DEFAULT_API_URL.to_owned(),
         (None, u) => u.to_owned(),
     };
-    let url = parse_api_url(Spelling::Flag, &url).map_err(|e| {
+    let url = parse_api_url(Spelling::FLAGS, &url).map_err(|e| {
         let from = if args.api_url.is_some() {
             ""
         } else {
@@ -244,11 +243,11 @@ mod tests {
     fn superseded_after_is_a_duration_below_an_hour() {
         let key = "revoke_superseded_after";
         assert_eq!(
-            parse_superseded_after(key, "5m").unwrap(),
+            parse_superseded_after(Spelling::Key, "5m").unwrap(),
             Duration::from_secs(300)
         );
         for bad in ["0s", "1h", "2h", "5", "soon"] {
-            let e = parse_superseded_after(key, bad).unwrap_err().0;
+            let e = parse_superseded_after(Spelling::Key, bad).unwrap_err().0;
             assert!(e.starts_with(&format!("{key} '{bad}'")), "{e}");
         }
     }

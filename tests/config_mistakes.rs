@@ -431,13 +431,40 @@ fn every_flag_mistake_exits_78_with_one_line_naming_the_flag_and_the_fix() {
             ..case(
                 "a mistake in the environment",
                 &[],
-                &["--refresh-interval '45'", "unit is required"],
+                &["GITHUB_TOKEN_REFRESH_INTERVAL='45'", "unit is required"],
             )
         },
     ];
     let keys = [env.fake.app().key.pkcs1_pem.as_str()];
     for c in &cases {
         check_case(&env, c, &keys);
+    }
+}
+
+/// The systemd unit passes every setting through its `EnvironmentFile=`: a bad value given
+/// there is named by its variable, as the user wrote it in that file, and the same value on
+/// the command line by its flag.
+#[test]
+fn a_bad_value_is_named_by_its_variable_or_its_flag_as_it_was_given() {
+    let env = TestEnv::new();
+    let by_env = Case {
+        env: vec![("GITHUB_APP_ID", "abc".into())],
+        ..case(
+            "App ID by environment",
+            &[("--app-id", None)],
+            &["GITHUB_APP_ID='abc': expected the App ID"],
+        )
+    };
+    let by_flag = case(
+        "App ID by flag",
+        &[("--app-id", Some("abc"))],
+        &["--app-id 'abc': expected the App ID"],
+    );
+    let keys = [env.fake.app().key.pkcs1_pem.as_str()];
+    for (c, not) in [(&by_env, "--app-id"), (&by_flag, "GITHUB_APP_ID")] {
+        check_case(&env, c, &keys);
+        let (_, out) = attempt(&env, "once", c);
+        assert!(!out.contains(not), "{}: {not} in {out:?}", c.what);
     }
 }
 

@@ -485,7 +485,7 @@ fn delivery_of(p: &Part, env: &HostEnv) -> Result<Delivery, ConfigError> {
         Some(s) => Some(
             src.at(
                 s.span(),
-                crate::config::check_socket_path("socket", s.get_ref())
+                crate::config::check_socket_path(Spelling::Key, s.get_ref())
                     .map_err(|e| ConfigError(p.ctx(&e.0))),
             )?,
         ),
@@ -572,7 +572,7 @@ fn revocation_of(p: &Part) -> Result<crate::revoke::Revocation, ConfigError> {
     let superseded_after = match after {
         Some(s) => Some(p.src.at(
             s.span(),
-            crate::revoke::parse_superseded_after("revoke_superseded_after", s.get_ref()),
+            crate::revoke::parse_superseded_after(Spelling::Key, s.get_ref()),
         )?),
         None => None,
     };

@@ -1,6 +1,7 @@
 //! Configuration: the raw values from flags and environment (see `cli`) are validated here
 //! into a [`Config`] by pure functions, so that every mistake gets one clear line naming the
-//! flag and the fix. Loading the private key (I/O) lives in `jwt`. Reused on SIGHUP.
+//! setting as the user gave it (its flag, or the variable it came from) and the fix. Loading
+//! the private key (I/O) lives in `jwt`. Reused on SIGHUP.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct RawConfig {
     pub revoke_on_stop: Option<String>,
     pub revoke_superseded_after: Option<String>,
     pub socket: Option<PathBuf>,
+    /// Which of them came from the environment rather than the command line.
+    pub origins: Origins,
 }
 
 /// The parts of the host configuration depends on, looked up at the edge
@@ -248,6 +251,12 @@ fn present(v: &Option<String>) -> Option<&str> {
 }
 
 impl RawConfig {
+    /// How each setting is named in an error: its flag, or its variable where the
+    /// environment gave it.
+    fn spelling(&self) -> Spelling {
+        Spelling::Flag(self.origins)
+    }
+
     /// Validate into a single-target [`Config`]. Every setting is checked, so that one run
     /// reports every mistake: the error holds one line per problem.
     pub fn into_config(self, env: &HostEnv) -> Result<Config, ConfigError> {
@@ -282,7 +291,7 @@ impl RawConfig {
 
     fn app(&self, env: &HostEnv, problems: &mut Vec<String>) -> Option<AppRef> {
         let app_id = match present(&self.app_id) {
-            Some(id) => parse_app_id(Spelling::Flag, id),
+            Some(id) => parse_app_id(self.spelling(), id),
             None => err(
                 "--app-id is missing: set --app-id or GITHUB_APP_ID to the App ID (digits) \
                  or Client ID (Iv…) from the App's settings page",
@@ -303,7 +312,7 @@ impl RawConfig {
         let installation = keep(
             problems,
             parse_installation(
-                Spelling::Flag,
+                self.spelling(),
                 present(&self.installation_id),
                 present(&self.owner),
                 present(&self.repo),
@@ -318,15 +327,15 @@ impl RawConfig {
         let repositories = keep(
             problems,
             parse_repositories(
-                Spelling::Flag,
+                self.spelling(),
                 present(&self.repositories).unwrap_or("").split(','),
                 owner_hint,
             ),
         );
         let permissions = keep(
             problems,
-            permission_pairs(present(&self.permissions).unwrap_or(""))
-                .and_then(|pairs| parse_permissions(Spelling::Flag, pairs)),
+            permission_pairs(self.spelling(), present(&self.permissions).unwrap_or(""))
+                .and_then(|pairs| parse_permissions(self.spelling(), pairs)),
         );
         Some(Scope {
             installation: installation?,
@@ -337,7 +346,7 @@ impl RawConfig {
 
     fn delivery(&self, env: &HostEnv, problems: &mut Vec<String>) -> Option<Delivery> {
         let socket = match self.socket.as_deref().filter(|p| !p.as_os_str().is_empty()) {
-            Some(p) => keep(problems, check_socket_path("--socket", p).map(Some)),
+            Some(p) => keep(problems, check_socket_path(self.spelling(), p).map(Some)),
             None => Some(None),
         };
         // --socket alone serves on demand; with --output the file is kept fresh too
@@ -347,7 +356,10 @@ impl RawConfig {
                 .as_ref()
                 .is_some_and(|p| !p.as_os_str().is_empty());
         let output = if writes_file {
-            keep(problems, resolve_output(self.output.as_deref(), env))
+            keep(
+                problems,
+                resolve_output(self.spelling(), self.output.as_deref(), env),
+            )
         } else {
             Some(PathBuf::new())
         };
@@ -362,14 +374,14 @@ impl RawConfig {
         let api_url = keep(
             problems,
             parse_api_url(
-                Spelling::Flag,
+                self.spelling(),
                 present(&self.api_url).unwrap_or(DEFAULT_API_URL),
             ),
         );
         let policy = keep(
             problems,
             parse_policy(
-                Spelling::Flag,
+                self.spelling(),
                 present(&self.refresh_interval),
                 present(&self.jitter),
                 present(&self.min_remaining),
@@ -382,12 +394,11 @@ impl RawConfig {
     }
 
     fn http_timeout(&self) -> Result<Duration, ConfigError> {
-        let t = parse_flag_duration(
-            "--http-timeout",
-            present(&self.http_timeout).unwrap_or(DEFAULT_HTTP_TIMEOUT),
-        )?;
+        let sp = self.spelling();
+        let given = present(&self.http_timeout).unwrap_or(DEFAULT_HTTP_TIMEOUT);
+        let t = parse_duration_of(sp, "http_timeout", given)?;
         if t < Duration::from_secs(1) {
-            return err("--http-timeout must be at least 1s");
+            return err(format!("{} must be at least 1s", sp.of("http_timeout")));
         }
         Ok(t)
     }
@@ -399,8 +410,8 @@ impl RawConfig {
                 problems,
                 parse_bool(v).ok_or_else(|| {
                     ConfigError(format!(
-                        "--revoke-on-stop '{}': expected true or false",
-                        v.escape_debug()
+                        "{}: expected true or false",
+                        self.spelling().quoted("revoke_on_stop", v.escape_debug())
                     ))
                 }),
             ),
@@ -408,7 +419,7 @@ impl RawConfig {
         let superseded_after = keep(
             problems,
             present(&self.revoke_superseded_after)
-                .map(|s| crate::revoke::parse_superseded_after("--revoke-superseded-after", s))
+                .map(|s| crate::revoke::parse_superseded_after(self.spelling(), s))
                 .transpose(),
         );
         Some(Revocation {
@@ -465,21 +476,80 @@ impl Target {
     }
 }
 
-/// How the user wrote the settings a parser reads: as flags (`--app-id`) or as TOML keys
+/// Which of the flags path's settings the environment gave (`GITHUB_APP_ID=…`) rather than
+/// the command line (`--app-id …`): clap says so where it parses them (`cli::Cli::parse_args`),
+/// and [`Spelling`] asks it when it names a setting in an error. A setting not given at all
+/// counts as the command line's, so its messages name the flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origins {
+    /// By the rows of [`settings::SETTINGS`]: true where the value came from the variable.
+    from_env: [bool; settings::SETTINGS.len()],
+}
+
+impl Origins {
+    /// Every setting from the command line (or not given).
+    pub const COMMAND_LINE: Origins = Origins {
+        from_env: [false; settings::SETTINGS.len()],
+    };
+
+    /// The same, with setting `name` (`app_id`) given by its environment variable.
+    pub fn with_env(mut self, name: &str) -> Origins {
+        if let Some(i) = settings::SETTINGS.iter().position(|s| s.name == name) {
+            self.from_env[i] = true;
+        }
+        self
+    }
+
+    /// The variable that gave setting `name`, if the environment gave it.
+    fn variable(&self, name: &str) -> Option<&'static str> {
+        let i = settings::SETTINGS.iter().position(|s| s.name == name)?;
+        self.from_env[i]
+            .then_some(settings::SETTINGS[i].env)
+            .flatten()
+    }
+}
+
+impl Default for Origins {
+    fn default() -> Self {
+        Origins::COMMAND_LINE
+    }
+}
+
+/// How the user wrote the settings a parser reads: as flags (`--app-id`) or their
+/// environment variables (`GITHUB_APP_ID`), as [`Origins`] says for each, or as TOML keys
 /// (`app_id`). Errors name a setting the way it was written, so no message is rewritten
 /// afterwards. (A flag is the key with `-` for `_`: `settings` tests that.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spelling {
-    Flag,
+    Flag(Origins),
     Key,
 }
 
 impl Spelling {
-    /// `name` (a setting's name, `app_id`) as the user wrote it.
+    /// Flags, every one from the command line.
+    pub const FLAGS: Spelling = Spelling::Flag(Origins::COMMAND_LINE);
+
+    /// `name` (a setting's name, `app_id`) as the user wrote it: `--app-id`, `GITHUB_APP_ID`
+    /// or `app_id`. The one place a setting's name in an error is chosen.
     pub fn of(self, name: &str) -> String {
         match self {
-            Spelling::Flag => format!("--{}", name.replace('_', "-")),
+            Spelling::Flag(origins) => match origins.variable(name) {
+                Some(var) => var.to_owned(),
+                None => format!("--{}", name.replace('_', "-")),
+            },
             Spelling::Key => name.to_owned(),
+        }
+    }
+
+    /// `name` with the value the user gave it, quoted as it was written: `--app-id 'abc'`,
+    /// `GITHUB_APP_ID='abc'` (as in an environment file) or `app_id 'abc'`.
+    pub fn quoted(self, name: &str, value: impl std::fmt::Display) -> String {
+        let key = self.of(name);
+        match self {
+            Spelling::Flag(origins) if origins.variable(name).is_some() => {
+                format!("{key}='{value}'")
+            }
+            _ => format!("{key} '{value}'"),
         }
     }
 }
@@ -510,10 +580,9 @@ pub fn parse_app_id(sp: Spelling, id: &str) -> Result<String, ConfigError> {
         Ok(id.to_owned())
     } else {
         err(format!(
-            "{} '{}': expected the App ID (digits, e.g. 123456) or the Client ID (Iv…) \
-             from the App's settings page",
-            sp.of("app_id"),
-            id.escape_debug()
+            "{}: expected the App ID (digits, e.g. 123456) or the Client ID (Iv…) from the \
+             App's settings page",
+            sp.quoted("app_id", id.escape_debug())
         ))
     }
 }
@@ -541,31 +610,29 @@ pub fn parse_installation(
         (Some(id), None, None) => match id.parse::<u64>() {
             Ok(n) if n > 0 => Ok(InstallationRef::Id(n)),
             _ => err(format!(
-                "{} '{}': expected a number (the last part of the installation's settings \
-                 URL); or use {} NAME or {} OWNER/NAME instead",
-                sp.of("installation_id"),
-                id.escape_debug(),
+                "{}: expected a number (the last part of the installation's settings URL); \
+                 or use {} NAME or {} OWNER/NAME instead",
+                sp.quoted("installation_id", id.escape_debug()),
                 sp.of("owner"),
                 sp.of("repo"),
             )),
         },
         (None, Some(owner), None) => {
-            check_name(&sp.of("owner"), owner)?;
+            check_name(sp, "owner", owner)?;
             Ok(InstallationRef::Owner(owner.to_owned()))
         }
         (None, None, Some(repo)) => match repo.split_once('/') {
             Some((o, n)) if !o.is_empty() && !n.is_empty() && !n.contains('/') => {
-                check_name(&sp.of("repo"), o)?;
-                check_name(&sp.of("repo"), n)?;
+                check_name(sp, "repo", o)?;
+                check_name(sp, "repo", n)?;
                 Ok(InstallationRef::Repo {
                     owner: o.to_owned(),
                     name: n.to_owned(),
                 })
             }
             _ => err(format!(
-                "{} '{}': expected OWNER/NAME, e.g. acme/widgets",
-                sp.of("repo"),
-                repo.escape_debug()
+                "{}: expected OWNER/NAME, e.g. acme/widgets",
+                sp.quoted("repo", repo.escape_debug())
             )),
         },
         (None, None, None) if sp == Spelling::Key => {
@@ -584,7 +651,8 @@ pub fn parse_installation(
     }
 }
 
-fn check_name(flag: &str, name: &str) -> Result<(), ConfigError> {
+/// `name`, a part of setting `setting`'s value, is a GitHub account or repository name.
+fn check_name(sp: Spelling, setting: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && name
@@ -596,8 +664,8 @@ fn check_name(flag: &str, name: &str) -> Result<(), ConfigError> {
         Ok(())
     } else {
         err(format!(
-            "{flag} '{}': not a GitHub account or repository name (letters, digits, '-', '_', '.')",
-            name.escape_debug()
+            "{}: not a GitHub account or repository name (letters, digits, '-', '_', '.')",
+            sp.quoted(setting, name.escape_debug())
         ))
     }
 }
@@ -609,21 +677,20 @@ pub fn parse_repositories<'a>(
     items: impl IntoIterator<Item = &'a str>,
     owner: Option<&str>,
 ) -> Result<Vec<String>, ConfigError> {
-    let key = sp.of("repositories");
     let mut out: Vec<String> = Vec::new();
     for item in items.into_iter().map(str::trim).filter(|i| !i.is_empty()) {
         let name = match item.split_once('/') {
             Some((o, n)) if owner.is_none_or(|owner| owner.eq_ignore_ascii_case(o)) => n,
             Some(_) => {
                 return err(format!(
-                    "{key} '{}': list repository names without the owner \
-                     (a token covers one installation's repositories)",
-                    item.escape_debug()
+                    "{}: list repository names without the owner (a token covers one \
+                     installation's repositories)",
+                    sp.quoted("repositories", item.escape_debug())
                 ));
             }
             None => item,
         };
-        check_name(&key, name)?;
+        check_name(sp, "repositories", name)?;
         if !out.iter().any(|r| r == name) {
             out.push(name.to_owned());
         }
@@ -632,16 +699,15 @@ pub fn parse_repositories<'a>(
 }
 
 /// `contents=read,pull_requests=write` → pairs, for [`parse_permissions`].
-pub fn permission_pairs(s: &str) -> Result<Vec<(&str, &str)>, ConfigError> {
+pub fn permission_pairs(sp: Spelling, s: &str) -> Result<Vec<(&str, &str)>, ConfigError> {
     s.split(',')
         .map(str::trim)
         .filter(|i| !i.is_empty())
         .map(|item| {
             item.split_once('=').ok_or_else(|| {
                 ConfigError(format!(
-                    "--permissions '{}': expected NAME=LEVEL pairs, e.g. \
-                     contents=read,pull_requests=write",
-                    item.escape_debug()
+                    "{}: expected NAME=LEVEL pairs, e.g. contents=read,pull_requests=write",
+                    sp.quoted("permissions", item.escape_debug())
                 ))
             })
         })
@@ -678,31 +744,35 @@ pub fn parse_permissions<'a>(
 }
 
 /// A socket path: a file name, short enough for `sockaddr_un` (108 bytes with its NUL).
-pub fn check_socket_path(key: &str, p: &Path) -> Result<PathBuf, ConfigError> {
+pub fn check_socket_path(sp: Spelling, p: &Path) -> Result<PathBuf, ConfigError> {
     use std::os::unix::ffi::OsStrExt;
+    let given = || sp.quoted("socket", p.display());
     if p.file_name().is_none() || p.as_os_str().as_bytes().ends_with(b"/") {
         return err(format!(
-            "{key} '{}': name a socket file (e.g. {}/token.sock), not a directory",
-            p.display(),
+            "{}: name a socket file (e.g. {}/token.sock), not a directory",
+            given(),
             p.display()
         ));
     }
     if p.as_os_str().len() > 107 {
         return err(format!(
-            "{key} '{}': longer than the 107 bytes a Unix socket path may have; choose a \
-             shorter path",
-            p.display()
+            "{}: longer than the 107 bytes a Unix socket path may have; choose a shorter path",
+            given()
         ));
     }
     Ok(p.to_owned())
 }
 
-fn resolve_output(flag: Option<&Path>, env: &HostEnv) -> Result<PathBuf, ConfigError> {
+fn resolve_output(
+    sp: Spelling,
+    flag: Option<&Path>,
+    env: &HostEnv,
+) -> Result<PathBuf, ConfigError> {
     match flag.filter(|p| !p.as_os_str().is_empty()) {
         Some(p) if p.file_name().is_none() || p.as_os_str().to_string_lossy().ends_with('/') => {
             err(format!(
-                "--output '{}': name a file (e.g. {}/token.json), not a directory",
-                p.display(),
+                "{}: name a file (e.g. {}/token.json), not a directory",
+                sp.quoted("output", p.display()),
                 p.display()
             ))
         }
@@ -722,9 +792,9 @@ pub fn parse_api_url(sp: Spelling, s: &str) -> Result<String, ConfigError> {
     let key = sp.of("api_url");
     let bad = |why: &str| {
         err(format!(
-            "{key} '{}': {why} (GitHub.com is {DEFAULT_API_URL}; GitHub Enterprise Server is \
+            "{}: {why} (GitHub.com is {DEFAULT_API_URL}; GitHub Enterprise Server is \
              https://HOST/api/v3)",
-            without_userinfo(s).escape_debug()
+            sp.quoted("api_url", without_userinfo(s).escape_debug())
         ))
     };
     let Ok(url) = reqwest::Url::parse(s) else {
@@ -774,10 +844,17 @@ pub fn parse_policy(
         sp.of("jitter"),
         sp.of("min_remaining"),
     );
-    let interval = parse_flag_duration(&int_key, interval.unwrap_or(DEFAULT_REFRESH_INTERVAL))?;
-    let jitter = parse_flag_duration(&jit_key, jitter.unwrap_or(DEFAULT_JITTER))?;
-    let min_remaining =
-        parse_flag_duration(&min_key, min_remaining.unwrap_or(DEFAULT_MIN_REMAINING))?;
+    let interval = parse_duration_of(
+        sp,
+        "refresh_interval",
+        interval.unwrap_or(DEFAULT_REFRESH_INTERVAL),
+    )?;
+    let jitter = parse_duration_of(sp, "jitter", jitter.unwrap_or(DEFAULT_JITTER))?;
+    let min_remaining = parse_duration_of(
+        sp,
+        "min_remaining",
+        min_remaining.unwrap_or(DEFAULT_MIN_REMAINING),
+    )?;
     if interval < Duration::from_secs(1) {
         return err(format!("{int_key} must be at least 1s"));
     }
@@ -816,8 +893,10 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-pub fn parse_flag_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {
-    parse_duration(s).map_err(|why| ConfigError(format!("{flag} '{}': {why}", s.escape_debug())))
+/// Setting `name`'s duration, or an error naming it as `sp` says.
+pub fn parse_duration_of(sp: Spelling, name: &str, s: &str) -> Result<Duration, ConfigError> {
+    parse_duration(s)
+        .map_err(|why| ConfigError(format!("{}: {why}", sp.quoted(name, s.escape_debug()))))
 }
 
 #[cfg(test)]
@@ -830,7 +909,7 @@ mod tests {
             "https://u@api.github.com",
             "https://x:hunter2@exa mple.com",
         ] {
-            let e = parse_api_url(Spelling::Flag, url).unwrap_err().to_string();
+            let e = parse_api_url(Spelling::FLAGS, url).unwrap_err().to_string();
             assert!(!e.contains("hunter2"), "{e}");
         }
         assert!(crate::github::is_loopback_url("http://127.0.0.1:8080"));
@@ -874,52 +953,52 @@ mod tests {
 
     #[test]
     fn app_id_and_client_id() {
-        assert_eq!(parse_app_id(Spelling::Flag, "123456").unwrap(), "123456");
+        assert_eq!(parse_app_id(Spelling::FLAGS, "123456").unwrap(), "123456");
         assert_eq!(
-            parse_app_id(Spelling::Flag, "Iv23liABCdef0123").unwrap(),
+            parse_app_id(Spelling::FLAGS, "Iv23liABCdef0123").unwrap(),
             "Iv23liABCdef0123"
         );
         assert_eq!(
-            parse_app_id(Spelling::Flag, "Iv1.0123456789abcdef").unwrap(),
+            parse_app_id(Spelling::FLAGS, "Iv1.0123456789abcdef").unwrap(),
             "Iv1.0123456789abcdef"
         );
-        let e = parse_app_id(Spelling::Flag, "12a4").unwrap_err().0;
+        let e = parse_app_id(Spelling::FLAGS, "12a4").unwrap_err().0;
         assert!(e.starts_with("--app-id '12a4'"), "{e}");
     }
 
     #[test]
     fn installation_choices() {
         assert_eq!(
-            parse_installation(Spelling::Flag, None, None, Some("acme/widgets")).unwrap(),
+            parse_installation(Spelling::FLAGS, None, None, Some("acme/widgets")).unwrap(),
             InstallationRef::Repo {
                 owner: "acme".into(),
                 name: "widgets".into()
             }
         );
         assert_eq!(
-            parse_installation(Spelling::Flag, None, Some("octocat"), None).unwrap(),
+            parse_installation(Spelling::FLAGS, None, Some("octocat"), None).unwrap(),
             InstallationRef::Owner("octocat".into())
         );
         assert!(
-            parse_installation(Spelling::Flag, None, Some("a"), Some("a/b"))
+            parse_installation(Spelling::FLAGS, None, Some("a"), Some("a/b"))
                 .unwrap_err()
                 .0
                 .contains("only one")
         );
         assert!(
-            parse_installation(Spelling::Flag, None, None, None)
+            parse_installation(Spelling::FLAGS, None, None, None)
                 .unwrap_err()
                 .0
                 .contains("--installation-id N")
         );
         assert!(
-            parse_installation(Spelling::Flag, Some("x1"), None, None)
+            parse_installation(Spelling::FLAGS, Some("x1"), None, None)
                 .unwrap_err()
                 .0
                 .starts_with("--installation-id")
         );
         assert!(
-            parse_installation(Spelling::Flag, None, None, Some("acme"))
+            parse_installation(Spelling::FLAGS, None, None, Some("acme"))
                 .unwrap_err()
                 .0
                 .contains("OWNER/NAME")
@@ -929,8 +1008,8 @@ mod tests {
     #[test]
     fn scoping() {
         assert_eq!(
-            permission_pairs("contents=read, pull_requests=write")
-                .and_then(|p| parse_permissions(Spelling::Flag, p))
+            permission_pairs(Spelling::FLAGS, "contents=read, pull_requests=write")
+                .and_then(|p| parse_permissions(Spelling::FLAGS, p))
                 .unwrap(),
             BTreeMap::from([
                 ("contents".to_string(), "read".to_string()),
@@ -938,54 +1017,54 @@ mod tests {
             ])
         );
         assert!(
-            permission_pairs("contents")
-                .and_then(|p| parse_permissions(Spelling::Flag, p))
+            permission_pairs(Spelling::FLAGS, "contents")
+                .and_then(|p| parse_permissions(Spelling::FLAGS, p))
                 .unwrap_err()
                 .0
                 .contains("NAME=LEVEL")
         );
         assert!(
-            permission_pairs("contents=rw")
-                .and_then(|p| parse_permissions(Spelling::Flag, p))
+            permission_pairs(Spelling::FLAGS, "contents=rw")
+                .and_then(|p| parse_permissions(Spelling::FLAGS, p))
                 .unwrap_err()
                 .0
                 .contains("read, write or admin")
         );
         assert!(
-            permission_pairs("Contents=read")
-                .and_then(|p| parse_permissions(Spelling::Flag, p))
+            permission_pairs(Spelling::FLAGS, "Contents=read")
+                .and_then(|p| parse_permissions(Spelling::FLAGS, p))
                 .is_err()
         );
         assert_eq!(
-            parse_repositories(Spelling::Flag, "a, b,a,".split(','), None).unwrap(),
+            parse_repositories(Spelling::FLAGS, "a, b,a,".split(','), None).unwrap(),
             vec!["a", "b"]
         );
         assert_eq!(
-            parse_repositories(Spelling::Flag, "acme/a".split(','), Some("acme")).unwrap(),
+            parse_repositories(Spelling::FLAGS, "acme/a".split(','), Some("acme")).unwrap(),
             vec!["a"]
         );
-        assert!(parse_repositories(Spelling::Flag, "other/a".split(','), Some("acme")).is_err());
-        assert!(parse_repositories(Spelling::Flag, "a b".split(','), None).is_err());
+        assert!(parse_repositories(Spelling::FLAGS, "other/a".split(','), Some("acme")).is_err());
+        assert!(parse_repositories(Spelling::FLAGS, "a b".split(','), None).is_err());
     }
 
     #[test]
     fn api_url_rules() {
         assert_eq!(
-            parse_api_url(Spelling::Flag, "https://ghe.example.com/api/v3/").unwrap(),
+            parse_api_url(Spelling::FLAGS, "https://ghe.example.com/api/v3/").unwrap(),
             "https://ghe.example.com/api/v3"
         );
         assert_eq!(
-            parse_api_url(Spelling::Flag, "http://127.0.0.1:8080").unwrap(),
+            parse_api_url(Spelling::FLAGS, "http://127.0.0.1:8080").unwrap(),
             "http://127.0.0.1:8080"
         );
-        assert!(parse_api_url(Spelling::Flag, "http://[::1]:80").is_ok());
-        assert!(parse_api_url(Spelling::Flag, "http://localhost:1").is_ok());
-        let e = parse_api_url(Spelling::Flag, "http://ghe.example.com")
+        assert!(parse_api_url(Spelling::FLAGS, "http://[::1]:80").is_ok());
+        assert!(parse_api_url(Spelling::FLAGS, "http://localhost:1").is_ok());
+        let e = parse_api_url(Spelling::FLAGS, "http://ghe.example.com")
             .unwrap_err()
             .0;
         assert!(e.contains("only allowed to a loopback"), "{e}");
-        assert!(parse_api_url(Spelling::Flag, "ftp://x").is_err());
-        assert!(parse_api_url(Spelling::Flag, "api.github.com").is_err());
+        assert!(parse_api_url(Spelling::FLAGS, "ftp://x").is_err());
+        assert!(parse_api_url(Spelling::FLAGS, "api.github.com").is_err());
     }
 
     #[test]
@@ -1044,6 +1123,51 @@ mod tests {
         }
     }
 
+    /// A setting given by its variable is named by it (`VAR='value'`, as an environment
+    /// file spells it), one given by flag (or not at all) by the flag.
+    #[test]
+    fn a_setting_is_named_as_it_was_given() {
+        for s in settings::SETTINGS.iter().filter(|s| s.env.is_some()) {
+            let by_env = Spelling::Flag(Origins::COMMAND_LINE.with_env(s.name));
+            assert_eq!(by_env.of(s.name), s.env.unwrap());
+            assert_eq!(Spelling::FLAGS.of(s.name), s.long().unwrap());
+            assert_eq!(
+                by_env.quoted(s.name, "v"),
+                format!("{}='v'", s.env.unwrap())
+            );
+            assert_eq!(
+                Spelling::FLAGS.quoted(s.name, "v"),
+                format!("--{} 'v'", s.flag.unwrap())
+            );
+            assert_eq!(Spelling::Key.quoted(s.name, "v"), format!("{} 'v'", s.name));
+        }
+        let r = RawConfig {
+            app_id: Some("abc".into()),
+            installation_id: Some("x1".into()),
+            jitter: Some("50m".into()),
+            http_timeout: Some("soon".into()),
+            origins: Origins::COMMAND_LINE
+                .with_env("app_id")
+                .with_env("jitter")
+                .with_env("http_timeout"),
+            ..raw()
+        };
+        let e = error_of(r);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        for start in [
+            "GITHUB_APP_ID='abc': expected the App ID",
+            "--installation-id 'x1': expected a number",
+            "GITHUB_TOKEN_REFRESH_JITTER 50m must be shorter than --refresh-interval 45m",
+            "GITHUB_HTTP_TIMEOUT='soon': ",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.starts_with(start)),
+                "{start}: {lines:#?}"
+            );
+        }
+    }
+
     #[test]
     fn schedule_limits() {
         let mut r = raw();
@@ -1064,11 +1188,11 @@ mod tests {
         #[test]
         fn parsers_never_panic(s in "\\PC*") {
             let _ = parse_duration(&s);
-            let _ = permission_pairs(&s).and_then(|p| parse_permissions(Spelling::Flag, p));
-            let _ = parse_repositories(Spelling::Flag, s.split(','), Some("acme"));
-            let _ = parse_api_url(Spelling::Flag, &s);
-            let _ = parse_app_id(Spelling::Flag, &s);
-            let _ = parse_installation(Spelling::Flag, None, None, Some(&s));
+            let _ = permission_pairs(Spelling::FLAGS, &s).and_then(|p| parse_permissions(Spelling::FLAGS, p));
+            let _ = parse_repositories(Spelling::FLAGS, s.split(','), Some("acme"));
+            let _ = parse_api_url(Spelling::FLAGS, &s);
+            let _ = parse_app_id(Spelling::FLAGS, &s);
+            let _ = parse_installation(Spelling::FLAGS, None, None, Some(&s));
         }
 
     }

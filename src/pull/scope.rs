@@ -90,7 +90,8 @@ pub fn from_query(query: &[(String, String)], target: &Target) -> Result<Scope, 
                 seen.1 = true;
                 // NAME:LEVEL in a URL (NAME=LEVEL would need escaping); both are accepted
                 let pairs = value.replace(':', "=");
-                scope.permissions = permission_pairs(&pairs)
+                // a pair without '=' has always been named '--permissions' here
+                scope.permissions = permission_pairs(Spelling::FLAGS, &pairs)
                     .and_then(|p| parse_permissions(Spelling::Key, p))
                     .map_err(bad)?;
             }
