@@ -7,7 +7,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::settings::SETTINGS;
-use crate::config::{Origins, RawConfig};
+use crate::config::{Origins, RawConfig, Spelling};
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -236,34 +236,41 @@ impl ConfigArgs {
         }
     }
 
-    /// The single-target flags given (from the command line or environment).
-    pub fn single_target_flags(&self) -> Vec<&'static str> {
+    /// The single-target settings given, each named as it was: its flag, or its variable
+    /// when the environment gave it.
+    pub fn single_target_flags(&self) -> Vec<String> {
         let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
         let set_path = |v: &Option<PathBuf>| v.as_ref().is_some_and(|p| !p.as_os_str().is_empty());
         [
-            ("--app-id", set(&self.app_id)),
-            ("--private-key-file", set_path(&self.private_key_file)),
-            ("--installation-id", set(&self.installation_id)),
-            ("--owner", set(&self.owner)),
-            ("--repo", set(&self.repo)),
-            ("--repositories", set(&self.repositories)),
-            ("--permissions", set(&self.permissions)),
-            ("--output", set_path(&self.output)),
-            ("--socket", set_path(&self.socket)),
-            ("--api-url", set(&self.api_url)),
-            ("--refresh-interval", set(&self.refresh_interval)),
-            ("--jitter", set(&self.jitter)),
-            ("--min-remaining", set(&self.min_remaining)),
-            ("--http-timeout", set(&self.http_timeout)),
-            ("--revoke-on-stop", set(&self.revoke_on_stop)),
+            ("app_id", set(&self.app_id)),
+            ("private_key_file", set_path(&self.private_key_file)),
+            ("installation_id", set(&self.installation_id)),
+            ("owner", set(&self.owner)),
+            ("repo", set(&self.repo)),
+            ("repositories", set(&self.repositories)),
+            ("permissions", set(&self.permissions)),
+            ("output", set_path(&self.output)),
+            ("socket", set_path(&self.socket)),
+            ("api_url", set(&self.api_url)),
+            ("refresh_interval", set(&self.refresh_interval)),
+            ("jitter", set(&self.jitter)),
+            ("min_remaining", set(&self.min_remaining)),
+            ("http_timeout", set(&self.http_timeout)),
+            ("revoke_on_stop", set(&self.revoke_on_stop)),
             (
-                "--revoke-superseded-after",
+                "revoke_superseded_after",
                 set(&self.revoke_superseded_after),
             ),
         ]
         .into_iter()
-        .filter_map(|(flag, on)| on.then_some(flag))
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| self.spelling().of(name))
         .collect()
+    }
+
+    /// How a setting of these is named in an error: as [`Origins`] says it was given.
+    pub fn spelling(&self) -> Spelling {
+        Spelling::Flag(self.origins)
     }
 }
 

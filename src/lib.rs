@@ -147,9 +147,9 @@ fn read_config(args: &ConfigArgs) -> Result<Config, ConfigError> {
             let flags = args.single_target_flags();
             if !flags.is_empty() {
                 return Err(ConfigError(format!(
-                    "--config '{}' and {} can't be combined: put every setting in the file \
+                    "{} and {} can't be combined: put every setting in the file \
                      (check the environment too: GITHUB_APP_ID and friends count as flags)",
-                    path.display(),
+                    args.spelling().quoted("config", path.display()),
                     flags.join(", ")
                 )));
             }
@@ -171,9 +171,15 @@ fn read_config(args: &ConfigArgs) -> Result<Config, ConfigError> {
 fn load(args: &ConfigArgs) -> Result<(Config, Resources), ConfigError> {
     let config = read_config(args)?;
     let res = Resources::load(&config, None)?;
+    // a file's target has always been named `--output` here too
+    let sp = match config.source {
+        Source::Flags => args.spelling(),
+        Source::File(_) => config::Spelling::FLAGS,
+    };
     for t in config.targets.iter().filter(|t| t.writes_file) {
-        commands::check::output_writable(&t.output, t.file)
-            .map_err(|e| ConfigError(format!("--output '{}': {e}", t.output.display())))?;
+        commands::check::output_writable(&t.output, t.file).map_err(|e| {
+            ConfigError(format!("{}: {e}", sp.quoted("output", t.output.display())))
+        })?;
     }
     Ok((config, res))
 }

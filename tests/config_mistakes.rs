@@ -460,12 +460,43 @@ fn a_bad_value_is_named_by_its_variable_or_its_flag_as_it_was_given() {
         &[("--app-id", Some("abc"))],
         &["--app-id 'abc': expected the App ID"],
     );
+    let output = Case {
+        env: vec![("GITHUB_TOKEN_FILE", "/etc/passwd/tokens/token.json".into())],
+        ..case(
+            "unusable output by environment",
+            &[("--output", None)],
+            &["GITHUB_TOKEN_FILE='/etc/passwd/tokens/token.json': cannot create directory"],
+        )
+    };
     let keys = [env.fake.app().key.pkcs1_pem.as_str()];
-    for (c, not) in [(&by_env, "--app-id"), (&by_flag, "GITHUB_APP_ID")] {
+    for (c, not) in [
+        (&by_env, "--app-id"),
+        (&by_flag, "GITHUB_APP_ID"),
+        // (token_file's own hint, "choose another --output", is not the setting's name)
+        (&output, "--output '"),
+    ] {
         check_case(&env, c, &keys);
         let (_, out) = attempt(&env, "once", c);
         assert!(!out.contains(not), "{}: {not} in {out:?}", c.what);
     }
+    // a targets file refuses the single-target settings, named as they were given
+    let mut c = bare_cmd();
+    c.args([
+        "once",
+        "--config",
+        "/nonexistent/targets.toml",
+        "--jitter",
+        "1m",
+    ])
+    .env("GITHUB_APP_ID", "1234");
+    let (code, out) = Proc::spawn(c).finish(Duration::from_secs(20));
+    assert_eq!(code, Some(78), "{out}");
+    assert!(
+        out.contains(
+            "--config '/nonexistent/targets.toml' and GITHUB_APP_ID, --jitter can't be combined"
+        ),
+        "{out}"
+    );
 }
 
 #[test]

@@ -295,11 +295,7 @@ mod tests {
     #[test]
     fn the_refused_flags_are_the_tables() {
         let args = crate::cli::ConfigArgs::every_flag_set();
-        let have: BTreeSet<String> = args
-            .single_target_flags()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let have: BTreeSet<String> = args.single_target_flags().into_iter().collect();
         let want: BTreeSet<String> = single_target_flags().collect();
         assert_eq!(have, want);
     }
