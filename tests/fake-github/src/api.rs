@@ -577,49 +577,16 @@ fn parse_token_request(body: &[u8]) -> Result<TokenRequest, Response> {
             DOCS_ACCESS_TOKENS,
         )
     };
-    let invalid = |detail: String| {
-        error_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("Invalid request.\n\n{detail}"),
-            DOCS_ACCESS_TOKENS,
-        )
-    };
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return Err(problems());
     };
     let Value::Object(map) = value else {
         return Err(problems());
     };
-    if let Some(v) = map.get("repositories").filter(|v| !v.is_null()) {
-        let names = v
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| {
-                invalid(format!(
-                    "For 'properties/repositories', {v} is not an array of strings."
-                ))
-            })?;
-        if !names.is_empty() {
-            request.repositories = Some(names);
-        }
-    }
-    if let Some(v) = map.get("repository_ids").filter(|v| !v.is_null()) {
-        let ids = v
-            .as_array()
-            .and_then(|a| a.iter().map(Value::as_u64).collect::<Option<Vec<_>>>())
-            .ok_or_else(|| {
-                invalid(format!(
-                    "For 'properties/repository_ids', {v} is not an array of integers."
-                ))
-            })?;
-        if !ids.is_empty() {
-            request.repository_ids = Some(ids);
-        }
-    }
+    request.repositories = list_field(&map, "repositories", "strings", |x| {
+        x.as_str().map(str::to_owned)
+    })?;
+    request.repository_ids = list_field(&map, "repository_ids", "integers", Value::as_u64)?;
     if let Some(v) = map.get("permissions").filter(|v| !v.is_null()) {
         let obj = v.as_object().ok_or_else(|| {
             invalid(format!(
@@ -644,6 +611,39 @@ fn parse_token_request(body: &[u8]) -> Result<TokenRequest, Response> {
         }
     }
     Ok(request)
+}
+
+/// GitHub's 422 for a token request body it parsed but cannot use, with `detail`.
+fn invalid(detail: String) -> Response {
+    error_response(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &format!("Invalid request.\n\n{detail}"),
+        DOCS_ACCESS_TOKENS,
+    )
+}
+
+/// The array `field` of a token request body, each element read by `item`: `None` when it
+/// is absent, null or empty, GitHub's 422 naming the field when it is not an array of
+/// `kind` (what `item` accepts, e.g. "strings").
+#[allow(clippy::result_large_err)]
+fn list_field<T>(
+    map: &Map<String, Value>,
+    field: &str,
+    kind: &str,
+    item: impl Fn(&Value) -> Option<T>,
+) -> Result<Option<Vec<T>>, Response> {
+    let Some(v) = map.get(field).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let list = v
+        .as_array()
+        .and_then(|a| a.iter().map(&item).collect::<Option<Vec<_>>>())
+        .ok_or_else(|| {
+            invalid(format!(
+                "For 'properties/{field}', {v} is not an array of {kind}."
+            ))
+        })?;
+    Ok(Some(list).filter(|l| !l.is_empty()))
 }
 
 // ---------------------------------------------------------------------------------------
