@@ -1,12 +1,16 @@
 //! End-to-end tests of the fake over real HTTP on 127.0.0.1: JWT rules, discovery,
 //! token minting and scoping, token expiry, faults, clock offset and control endpoints.
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
 use fake_github::{FakeConfig, FakeGithub, Fault, FaultKind, Route, TestKey};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+
+use common::get_json;
 
 const UNDECODABLE: &str = "A JSON web token could not be decoded";
 const BAD_IAT: &str =
@@ -901,20 +905,10 @@ async fn control_endpoints() {
         .unwrap();
 
     let token = github.last_token().unwrap().token;
-    let valid = |t: String| {
-        let http = http.clone();
-        let base = base.clone();
-        async move {
-            http.get(format!("{base}/_fake/tokens/{t}/valid"))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()["valid"]
-                .as_bool()
-                .unwrap()
-        }
+    let valid = async |t: String| {
+        get_json(&http, format!("{base}/_fake/tokens/{t}/valid")).await["valid"]
+            .as_bool()
+            .unwrap()
     };
     assert!(valid(token.clone()).await);
     assert!(!valid("ghs_nope".into()).await);
@@ -932,27 +926,13 @@ async fn control_endpoints() {
         .unwrap();
     assert!(valid(token).await);
 
-    let stats: Value = http
-        .get(format!("{base}/_fake/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get_json(&http, format!("{base}/_fake/stats")).await;
     assert_eq!(stats["mints"], 1);
     assert_eq!(
         stats["requests"], 3,
         "control requests are not recorded: {stats}"
     );
-    let requests: Value = http
-        .get(format!("{base}/_fake/requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let requests = get_json(&http, format!("{base}/_fake/requests")).await;
     assert_eq!(requests[0]["path"], "/app/installations/100/access_tokens");
     assert_eq!(
         requests[0]["headers"]["user-agent"],

@@ -1,5 +1,7 @@
 //! Tests of the `fake-github` binary: banner, port file, key output, HTTP control, SIGTERM.
 
+mod common;
+
 use std::io::BufRead as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Child, Command, Stdio};
@@ -7,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+
+use common::get_json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fake-github");
 
@@ -115,24 +119,10 @@ async fn serves_with_written_key_and_stops_on_sigterm() {
             "--token-lifetime 2m: {expires} vs {now}"
         );
         let token = body["token"].as_str().unwrap();
-        let valid: Value = http
-            .get(format!("{url}/_fake/tokens/{token}/valid"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let valid = get_json(&http, format!("{url}/_fake/tokens/{token}/valid")).await;
         assert_eq!(valid["valid"], true);
     }
-    let stats: Value = http
-        .get(format!("{url}/_fake/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get_json(&http, format!("{url}/_fake/stats")).await;
     assert_eq!(stats["mints"], 2);
 
     let pid = running.0.id().to_string();
