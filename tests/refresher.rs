@@ -4,10 +4,31 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use rustix::process::Signal;
+
+/// `sub` as App `app_id` (an ID or a client ID) for installation 100 against the fake, with
+/// the test's key and output.
+fn as_app(env: &TestEnv, sub: &str, app_id: &str) -> Command {
+    let mut c = bare_cmd();
+    c.args([
+        sub,
+        "--app-id",
+        app_id,
+        "--installation-id",
+        "100",
+        "--api-url",
+        &env.fake.url(),
+    ]);
+    c.arg("--private-key-file")
+        .arg(&env.key)
+        .arg("--output")
+        .arg(&env.output);
+    c
+}
 
 #[test]
 fn once_writes_a_working_token_with_a_pkcs1_key() {
@@ -93,21 +114,7 @@ fn pkcs8_key_and_jwt_claims() {
 fn client_id_is_the_issuer_as_given() {
     let env = TestEnv::new();
     let client_id = env.fake.app().client_id.clone();
-    let mut c = bare_cmd();
-    c.args([
-        "once",
-        "--app-id",
-        &client_id,
-        "--installation-id",
-        "100",
-        "--api-url",
-        &env.fake.url(),
-    ]);
-    c.arg("--private-key-file")
-        .arg(&env.key)
-        .arg("--output")
-        .arg(&env.output);
-    let out = run(c);
+    let out = run(as_app(&env, "once", &client_id));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let req = &env
         .fake
@@ -354,21 +361,7 @@ fn check_passes_and_fails_with_the_right_hint() {
     assert!(!env.output.exists(), "check does not write the token file");
 
     // wrong App ID: GitHub can't decode the JWT → hint about --app-id
-    let mut c = bare_cmd();
-    c.args([
-        "check",
-        "--app-id",
-        "999",
-        "--installation-id",
-        "100",
-        "--api-url",
-        &env.fake.url(),
-    ]);
-    c.arg("--private-key-file")
-        .arg(&env.key)
-        .arg("--output")
-        .arg(&env.output);
-    let out = run(c);
+    let out = run(as_app(&env, "check", "999"));
     let t = text(&out);
     assert_eq!(out.status.code(), Some(78), "{t}");
     assert!(
