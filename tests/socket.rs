@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -62,6 +63,20 @@ struct Pull {
     proc: Proc,
 }
 
+/// `sub` for the standard App and installation 100 serving `sock`, without `--output`.
+fn socket_cmd(env: &TestEnv, sub: &str, sock: &Path) -> Command {
+    let mut c = bare_cmd();
+    c.arg(sub)
+        .args(["--app-id", &env.fake.app().id.to_string()])
+        .arg("--private-key-file")
+        .arg(&env.key)
+        .args(["--api-url", &env.fake.url()])
+        .args(["--installation-id", "100"])
+        .arg("--socket")
+        .arg(sock);
+    c
+}
+
 /// `run` with `--socket` (and the standard App flags, no `--output` unless in `extra`).
 fn start(extra: &[&str]) -> Pull {
     start_with(TestEnv::new(), extra)
@@ -69,16 +84,8 @@ fn start(extra: &[&str]) -> Pull {
 
 fn start_with(env: TestEnv, extra: &[&str]) -> Pull {
     let sock = env.dir.path().join("run").join("token.sock");
-    let mut c = bare_cmd();
-    c.arg("run")
-        .args(["--app-id", &env.fake.app().id.to_string()])
-        .arg("--private-key-file")
-        .arg(&env.key)
-        .args(["--api-url", &env.fake.url()])
-        .args(["--installation-id", "100"])
-        .arg("--socket")
-        .arg(&sock)
-        .args(extra);
+    let mut c = socket_cmd(&env, "run", &sock);
+    c.args(extra);
     let proc = Proc::spawn(c);
     proc.wait_log("the socket", Duration::from_secs(20), |l| {
         l.contains("serving tokens on")
@@ -355,14 +362,8 @@ fn every_answer_is_audited_with_the_peers_credentials_scope_and_fingerprint() {
 
 #[test]
 fn tokens_stay_fresh_while_asked_for_and_are_dropped_and_revoked_when_not() {
-    let p = start(&[
-        "--refresh-interval",
-        "1s",
-        "--jitter",
-        "0s",
-        "--min-remaining",
-        "1s",
-    ]);
+    // FAST repeats start's --installation-id 100 (the last of a flag given twice counts)
+    let p = start(FAST);
     let (_, body) = get(&p.sock, "/token?repositories=widgets");
     let first = token_of(&body);
     // asked for every 200 ms for 3.5 s: refreshed on the target's schedule
@@ -414,15 +415,7 @@ fn an_unsafe_socket_directory_or_path_is_a_configuration_error() {
         (shared.join("t.sock"), "is writable by"),
         (plain.clone(), "not a socket"),
     ] {
-        let mut c = bare_cmd();
-        c.arg("run")
-            .args(["--app-id", "1234"])
-            .arg("--private-key-file")
-            .arg(&env.key)
-            .args(["--api-url", &env.fake.url(), "--installation-id", "100"])
-            .arg("--socket")
-            .arg(&sock);
-        let out = run(c);
+        let out = run(socket_cmd(&env, "run", &sock));
         let err = text(&out);
         assert_eq!(out.status.code(), Some(78), "{err}");
         assert!(err.contains(says), "{err}");
@@ -579,15 +572,7 @@ fn watch_over_the_socket_runs_the_hook_for_each_new_token_and_survives_the_daemo
 #[test]
 fn once_refuses_a_socket_only_target_clearly() {
     let env = TestEnv::new();
-    let mut c = bare_cmd();
-    c.arg("once")
-        .args(["--app-id", "1234"])
-        .arg("--private-key-file")
-        .arg(&env.key)
-        .args(["--api-url", &env.fake.url(), "--installation-id", "100"])
-        .arg("--socket")
-        .arg(env.dir.path().join("t.sock"));
-    let out = run(c);
+    let out = run(socket_cmd(&env, "once", &env.dir.path().join("t.sock")));
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     assert!(text(&out).contains("give it --output"), "{}", text(&out));
     assert_eq!(env.fake.mint_count(), 0);
