@@ -141,6 +141,14 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `git-credential --file FILE OP` run directly, asked about https://github.com.
+fn git_credential(file: &Path, op: &str) -> Output {
+    run_with_stdin(
+        bin().args(["git-credential", "--file"]).arg(file).arg(op),
+        "protocol=https\nhost=github.com\n\n",
+    )
+}
+
 fn helper_for(file: &Path) -> String {
     format!("!'{BIN}' git-credential --file '{}'", file.display())
 }
@@ -262,13 +270,7 @@ fn git_credential_with_an_expired_token_says_so_and_gives_nothing() {
         "protocol=https\nhost=github.com\n\n",
     );
     assert!(!out.status.success());
-    let direct = run_with_stdin(
-        bin()
-            .args(["git-credential", "--file"])
-            .arg(sb.file())
-            .arg("get"),
-        "protocol=https\nhost=github.com\n\n",
-    );
+    let direct = git_credential(&sb.file(), "get");
     assert_eq!(direct.status.code(), Some(0));
     assert!(direct.stdout.is_empty());
 }
@@ -277,13 +279,7 @@ fn git_credential_with_an_expired_token_says_so_and_gives_nothing() {
 fn git_credential_expiring_soon_still_answers_with_a_warning() {
     let sb = Sandbox::new();
     publish(&sb.file(), "ghs_soon", 300, "https://api.github.com");
-    let out = run_with_stdin(
-        bin()
-            .args(["git-credential", "--file"])
-            .arg(sb.file())
-            .arg("get"),
-        "protocol=https\nhost=github.com\n\n",
-    );
+    let out = git_credential(&sb.file(), "get");
     assert!(text(&out.stdout).contains("password=ghs_soon\n"));
     assert!(
         text(&out.stderr).contains("expires in"),
@@ -323,13 +319,7 @@ fn git_credential_ignores_store_and_erase() {
         assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{action}");
     }
     for op in ["store", "erase", "some-future-op"] {
-        let out = run_with_stdin(
-            bin()
-                .args(["git-credential", "--file"])
-                .arg(sb.file())
-                .arg(op),
-            "protocol=https\nhost=github.com\n\n",
-        );
+        let out = git_credential(&sb.file(), op);
         assert_eq!(out.status.code(), Some(0), "{op}");
         assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{op}");
     }
