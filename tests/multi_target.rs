@@ -44,9 +44,7 @@ fn three_targets_one_daemon_one_jwt() {
     ]
     .concat();
     let config = write_config(&env, &targets, "refresh_interval = \"30m\"");
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon_config(&config, &n);
-    let ready = n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (_n, d, ready) = daemon_config_ready(&env, &config);
     assert!(ready.contains("STATUS=3 targets: 3 fresh"), "{ready}");
     let w = token_file::read(&out(&env, "widgets")).unwrap();
     assert_eq!(w.repositories, Some(vec!["widgets".to_string()]));
@@ -95,9 +93,7 @@ fn a_failing_target_does_not_hold_up_the_others() {
     ]
     .concat();
     let config = write_config(&env, &targets, "");
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon_config(&config, &n);
-    let ready = n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (_n, d, ready) = daemon_config_ready(&env, &config);
     assert!(
         ready.contains("3 targets: 2 fresh, 1 failing (gone: GitHub answered 404"),
         "{ready}"
@@ -118,9 +114,7 @@ fn reload_starts_added_stops_removed_refreshes_changed_and_keeps_the_rest() {
         &[keep.clone(), change, remove].concat(),
         "refresh_interval = \"30m\"",
     );
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon_config(&config, &n);
-    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (mut n, d, _) = daemon_config_ready(&env, &config);
     let keep_gen = token_file::read(&out(&env, "keep")).unwrap().generation;
     let change_gen = token_file::read(&out(&env, "change")).unwrap().generation;
 

@@ -149,9 +149,7 @@ fn a_target_removed_by_reload_is_revoked_and_its_file_removed_and_the_others_unt
     let keep = target(&env, "keep", "");
     let gone = target(&env, "sandbox-a", "revoke_on_stop = true");
     let config = write_config(&env, &(keep.clone() + &gone));
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon_config(&config, &n);
-    ready(&mut n);
+    let (_n, d, _) = daemon_config_ready(&env, &config);
     let (kept, removed) = (
         token_in(&out(&env, "keep")),
         token_in(&out(&env, "sandbox-a")),

@@ -564,9 +564,7 @@ fn delete_removed_outputs_spares_current_files_and_anything_not_a_token_file() {
              [[target]]\nname = \"junk\"\noutput = \"{d}/j/token.json\"\n"
         ),
     );
-    let mut n = Notify::new(env.dir.path());
-    let p = daemon_config(&path, &n);
-    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (mut n, p, _) = daemon_config_ready(&env, &path);
     // the sandbox swaps a removed target's file for something else of the host's
     let junk = env.dir.path().join("j/token.json");
     fs::remove_file(&junk).unwrap();
@@ -620,9 +618,7 @@ fn a_file_from_the_sandbox_cannot_postpone_the_first_mint_or_overflow_the_genera
         "generation": u64::MAX,
     });
     fs::write(&file, forged.to_string()).unwrap();
-    let mut n = Notify::new(env.dir.path());
-    let p = daemon_config(&path, &n);
-    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (_n, p, _) = daemon_config_ready(&env, &path);
     wait_until(
         "a real token replaces the forged one",
         Duration::from_secs(10),

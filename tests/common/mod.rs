@@ -452,6 +452,15 @@ pub fn daemon_config(config: &Path, n: &Notify) -> Proc {
     Proc::spawn(c)
 }
 
+/// A notify socket in `env`'s directory and [`daemon_config`] on `config`, waited for (up
+/// to 20 s, as [`ready`]); the notify socket, the daemon and its READY=1 datagram.
+pub fn daemon_config_ready(env: &TestEnv, config: &Path) -> (Notify, Proc, String) {
+    let mut n = Notify::new(env.dir.path());
+    let d = daemon_config(config, &n);
+    let ready = ready(&mut n);
+    (n, d, ready)
+}
+
 /// Poll until `pred` holds or panic after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
