@@ -16,13 +16,19 @@ fn all_output(log: &str, n: &mut Notify) -> String {
     format!("{log}\n{}", n.all())
 }
 
+/// Stop the daemon (SIGTERM, 10 s) and assert no secret is in its output or its notify
+/// messages; its exit code.
+fn stop_clean(d: Proc, n: &mut Notify, env: &TestEnv) -> Option<i32> {
+    let (code, log) = d.stop(Duration::from_secs(10));
+    assert_no_secrets(&all_output(&log, n), &env.secrets());
+    code
+}
+
 #[test]
 #[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn server_error_bursts_back_off_with_jitter_keep_the_token_and_recover() {
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, FAST);
-    ready(&mut n);
+    let (mut n, d) = fast_daemon(&env);
     let mut all_gaps = Vec::new();
     let seen = watching(
         vec![env.output.clone()],
@@ -190,9 +196,7 @@ fn network_and_body_faults_are_retried_and_the_first_good_answer_recovers() {
     );
     assert_eq!(seen.bad, 0, "a reader saw: {:?}", seen.problems);
     eprintln!("retry after each fault: {}", figures.join(", "));
-    let (code, log) = d.stop(Duration::from_secs(10));
-    assert_eq!(code, Some(0));
-    assert_no_secrets(&all_output(&log, &mut n), &env.secrets());
+    assert_eq!(stop_clean(d, &mut n, &env), Some(0));
 }
 
 #[test]
@@ -204,21 +208,8 @@ fn connection_refused_until_github_appears_then_ready() {
     write_key(&key, &config.app().key.pkcs1_pem);
     let output = dir.path().join("out/token.json");
     let mut n = Notify::new(dir.path());
-    let mut c = bare_cmd();
-    c.arg("run")
-        .args([
-            "--app-id",
-            "1234",
-            "--api-url",
-            &format!("http://127.0.0.1:{port}"),
-        ])
-        .arg("--private-key-file")
-        .arg(&key)
-        .arg("--output")
-        .arg(&output)
-        .args(FAST)
-        .env("NOTIFY_SOCKET", &n.path)
-        .env("RUST_LOG", "trace");
+    let mut c = fast_run_cmd(&format!("http://127.0.0.1:{port}"), &key, &output);
+    c.env("NOTIFY_SOCKET", &n.path);
     let started = Instant::now();
     let mut d = Proc::spawn(c);
     // the first extension comes before the first attempt; the one after it says why
@@ -266,9 +257,7 @@ fn connection_refused_until_github_appears_then_ready() {
 fn retries_are_capped_per_minute_even_when_github_says_retry_after_one_second() {
     const CAP: usize = github_token_refresher::schedule::MAX_ATTEMPTS_PER_MINUTE;
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, FAST);
-    ready(&mut n);
+    let (mut n, d) = fast_daemon(&env);
     let pushed = std::time::SystemTime::now();
     env.fake.push_fault(Fault::new(
         Route::AccessTokens,
@@ -321,17 +310,14 @@ fn retries_are_capped_per_minute_even_when_github_says_retry_after_one_second() 
             .collect::<Vec<_>>()
     );
     env.fake.clear_faults();
-    let (_, log) = d.stop(Duration::from_secs(10));
-    assert_no_secrets(&all_output(&log, &mut n), &env.secrets());
+    stop_clean(d, &mut n, &env);
 }
 
 #[test]
 #[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn rate_limits_wait_as_told_and_never_hammer() {
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, FAST);
-    ready(&mut n);
+    let (mut n, d) = fast_daemon(&env);
     let secondary = r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#;
     let primary = r#"{"message":"API rate limit exceeded for installation ID 100."}"#;
 
@@ -444,9 +430,7 @@ fn refused_jwts(fake: &FakeGithub) -> usize {
 fn github_clock_five_minutes_behind_learns_the_offset_once_and_keeps_it() {
     let env = TestEnv::new();
     env.fake.set_clock_offset(-300);
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, FAST);
-    ready(&mut n);
+    let (mut n, d) = fast_daemon(&env);
     assert_eq!(
         refused_jwts(&env.fake),
         1,
@@ -513,8 +497,7 @@ fn github_clock_five_minutes_ahead_schedules_by_githubs_clock() {
         env.fake.mint_count()
     );
     assert_eq!(refused_jwts(&env.fake), 0);
-    let (_, log) = d.stop(Duration::from_secs(10));
-    assert_no_secrets(&all_output(&log, &mut n), &env.secrets());
+    stop_clean(d, &mut n, &env);
 }
 
 #[test]
@@ -606,8 +589,7 @@ fn permanent_errors_keep_the_token_say_why_and_do_not_loop() {
         Duration::from_secs(10),
         |s| s.starts_with("token valid until"),
     );
-    let (_, log) = d.stop(Duration::from_secs(10));
-    assert_no_secrets(&all_output(&log, &mut n), &env.secrets());
+    stop_clean(d, &mut n, &env);
 
     // `once` exits 78 on each, with the hint
     let mut all = String::new();
@@ -703,8 +685,7 @@ fn a_token_that_expires_while_github_is_down_is_reported_and_replaced_at_once() 
         took.as_secs_f64(),
         lag.as_secs_f64() * 1000.0
     );
-    let (_, log) = d.stop(Duration::from_secs(10));
-    assert_no_secrets(&all_output(&log, &mut n), &env.secrets());
+    stop_clean(d, &mut n, &env);
 }
 
 #[test]

@@ -19,6 +19,14 @@ use common::*;
 use github_token_refresher::token_file::{self, FileOptions, TokenFile};
 use rustix::process::Signal;
 
+/// Stop the daemon (SIGTERM, 10 s) and assert no secret is in its output or its notify
+/// messages; its exit code.
+fn stop_clean(d: Proc, n: &mut Notify, env: &TestEnv) -> Option<i32> {
+    let (code, log) = d.stop(Duration::from_secs(10));
+    assert_no_secrets(&format!("{log}{}", n.all()), &env.secrets());
+    code
+}
+
 fn temp_files(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
         .map(|d| {
@@ -163,9 +171,7 @@ fn a_suspend_and_resume_refreshes_within_seconds_of_waking() {
     let after = env.read_file();
     assert!(env.fake.is_token_valid(after.token.expose()));
     assert!(after.expires_at_unix >= env.fake.now().timestamp() + 3000);
-    let (code, log) = d.stop(Duration::from_secs(10));
-    assert_eq!(code, Some(0));
-    assert_no_secrets(&format!("{log}{}", n.all()), &env.secrets());
+    assert_eq!(stop_clean(d, &mut n, &env), Some(0));
 }
 
 #[test]
@@ -209,8 +215,7 @@ fn a_wall_clock_stepped_back_does_not_delay_the_refresh() {
         "refreshed on time: {} mints",
         env.fake.mint_count()
     );
-    let (_, log) = d.stop(Duration::from_secs(10));
-    assert_no_secrets(&format!("{log}{}", n.all()), &env.secrets());
+    stop_clean(d, &mut n, &env);
 }
 
 // ---- the output file system ------------------------------------------------------------
@@ -367,17 +372,14 @@ fn a_full_or_read_only_output_file_system_keeps_the_old_file_and_recovers() {
     );
     assert_eq!(seen.bad, 0, "a reader saw: {:?}", seen.problems);
     eprintln!("{}", figures.join("; "));
-    let (_, log) = d.stop(Duration::from_secs(10));
-    assert_no_secrets(&format!("{log}{}", n.all()), &env.secrets());
+    stop_clean(d, &mut n, &env);
     drop(mount);
 }
 
 #[test]
 fn the_output_directory_deleted_or_replaced_while_running() {
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, FAST);
-    ready(&mut n);
+    let (mut n, d) = fast_daemon(&env);
     let dir = env.output.parent().unwrap().to_owned();
     // deleted: the next refresh creates it again, 0700
     fs::remove_dir_all(&dir).unwrap();
@@ -396,17 +398,13 @@ fn the_output_directory_deleted_or_replaced_while_running() {
         || token_file::read(&env.output).is_ok(),
     );
     assert_eq!(fs::metadata(&env.output).unwrap().mode() & 0o777, 0o600);
-    let (code, log) = d.stop(Duration::from_secs(10));
-    assert_eq!(code, Some(0));
-    assert_no_secrets(&format!("{log}{}", n.all()), &env.secrets());
+    assert_eq!(stop_clean(d, &mut n, &env), Some(0));
 }
 
 #[test]
 fn a_symlink_at_the_target_is_replaced_never_followed() {
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, FAST);
-    ready(&mut n);
+    let (mut n, d) = fast_daemon(&env);
     let victim = env.dir.path().join("victim.txt");
     fs::write(&victim, "precious\n").unwrap();
     fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
@@ -422,16 +420,13 @@ fn a_symlink_at_the_target_is_replaced_never_followed() {
     let file = env.read_file();
     assert!(env.fake.is_token_valid(file.token.expose()));
     assert!(file.generation >= 1 && file.generation <= held + 3);
-    let (_, log) = d.stop(Duration::from_secs(10));
-    assert_no_secrets(&format!("{log}{}", n.all()), &env.secrets());
+    stop_clean(d, &mut n, &env);
 }
 
 #[test]
 fn a_directory_at_the_target_is_a_clear_error_until_removed() {
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, FAST);
-    ready(&mut n);
+    let (mut n, d) = fast_daemon(&env);
     fs::remove_file(&env.output).unwrap();
     fs::create_dir(&env.output).unwrap();
     let status = wait_status(
@@ -457,8 +452,7 @@ fn a_directory_at_the_target_is_a_clear_error_until_removed() {
         Duration::from_secs(10),
         || token_file::read(&env.output).is_ok(),
     );
-    let (_, log) = d.stop(Duration::from_secs(10));
-    assert_no_secrets(&format!("{log}{}", n.all()), &env.secrets());
+    stop_clean(d, &mut n, &env);
 
     // at start, with no token to serve: `run` exits 78 with that line, `once` fails with it
     fs::remove_file(&env.output).unwrap();
@@ -557,9 +551,7 @@ fn sigkill_at_random_points_leaves_the_old_or_the_new_file_and_a_restart_cleans_
     let planted = dir.join(".token.json.tmp-4242-00000000deadbeef");
     fs::write(&planted, "{\"token\":").unwrap();
     let left = temp_files(&dir);
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, FAST);
-    ready(&mut n);
+    let (mut n, d) = fast_daemon(&env);
     assert!(
         temp_files(&dir).is_empty(),
         "temp files left: {:?}",
@@ -659,16 +651,8 @@ fn key_rotation_by_sighup_uses_the_new_key_and_a_broken_key_is_rejected() {
         output,
     } = TestEnv::new();
     let mut n = Notify::new(dir.path());
-    let mut c = bare_cmd();
-    c.arg("run")
-        .args(["--app-id", "1234", "--api-url", &fake.url()])
-        .arg("--private-key-file")
-        .arg(&key)
-        .arg("--output")
-        .arg(&output)
-        .args(FAST)
-        .env("NOTIFY_SOCKET", &n.path)
-        .env("RUST_LOG", "trace");
+    let mut c = fast_run_cmd(&fake.url(), &key, &output);
+    c.env("NOTIFY_SOCKET", &n.path);
     let d = Proc::spawn(c);
     ready(&mut n);
     let mut secrets: Vec<String> = Vec::new();
@@ -762,17 +746,8 @@ fn the_file_is_0600_in_a_0700_directory_and_the_daemon_is_not_dumpable() {
     write_key(&key, &env.fake.app().key.pkcs1_pem);
     std::os::unix::fs::chown(&key, Some(NOBODY), Some(NOBODY)).unwrap();
     let output = base.join("out").join("token.json");
-    let mut c = bare_cmd();
-    c.arg("run")
-        .args(["--app-id", "1234", "--api-url", &env.fake.url()])
-        .arg("--private-key-file")
-        .arg(&key)
-        .arg("--output")
-        .arg(&output)
-        .args(FAST)
-        .env("RUST_LOG", "trace")
-        .uid(NOBODY)
-        .gid(NOBODY);
+    let mut c = fast_run_cmd(&env.fake.url(), &key, &output);
+    c.uid(NOBODY).gid(NOBODY);
     let d = Proc::spawn(c);
     wait_until("the token file", Duration::from_secs(20), || {
         token_file::read(&output).is_ok()

@@ -442,6 +442,30 @@ pub fn daemon_with(env: &TestEnv, n: &Notify, extra: &[&str], vars: &[(&str, &st
     Proc::spawn(c)
 }
 
+/// A notify socket in `env`'s directory and a [`daemon`] with [`FAST`] that has said
+/// READY=1.
+pub fn fast_daemon(env: &TestEnv) -> (Notify, Proc) {
+    let mut n = Notify::new(env.dir.path());
+    let d = daemon(env, &n, FAST);
+    ready(&mut n);
+    (n, d)
+}
+
+/// `run` with [`FAST`] for App 1234 against `api_url` with this `key` and `output` (not a
+/// [`TestEnv`]'s) at trace level, not yet started.
+pub fn fast_run_cmd(api_url: &str, key: &Path, output: &Path) -> Command {
+    let mut c = bare_cmd();
+    c.arg("run")
+        .args(["--app-id", "1234", "--api-url", api_url])
+        .arg("--private-key-file")
+        .arg(key)
+        .arg("--output")
+        .arg(output)
+        .args(FAST)
+        .env("RUST_LOG", "trace");
+    c
+}
+
 /// `run --config CONFIG` (no flags) with the notify socket.
 pub fn daemon_config(config: &Path, n: &Notify) -> Proc {
     let mut c = bare_cmd();
