@@ -592,15 +592,7 @@ fn configuration_file_and_command_line_syntax_mistakes_exit_78() {
     let env = TestEnv::new();
     let cfg = env.dir.path().join("targets.toml");
     let write = |body: &str| {
-        fs::write(
-            &cfg,
-            format!(
-                "app_id = 1234\nprivate_key_file = \"{}\"\napi_url = \"{}\"\n{body}",
-                env.key.display(),
-                env.fake.url()
-            ),
-        )
-        .unwrap()
+        write_targets_toml(&env, body);
     };
     let target = format!(
         "[[target]]\nname = \"a\"\ninstallation_id = 100\noutput = \"{}\"\n",

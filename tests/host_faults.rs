@@ -785,19 +785,15 @@ fn the_file_is_0600_in_a_0700_directory_and_the_daemon_is_not_dumpable() {
     assert_no_secrets(&log, &env.secrets());
 
     // a configured mode and group: 0640 for that group, and the directory 0750 for it
-    let config = env.dir.path().join("targets.toml");
     let shared = env.dir.path().join("shared").join("token.json");
-    fs::write(
-        &config,
-        format!(
-            "app_id = 1234\nprivate_key_file = \"{}\"\napi_url = \"{}\"\nmode = \"0640\"\ngroup = {NOBODY}\n\
+    let config = write_targets_toml(
+        &env,
+        &format!(
+            "mode = \"0640\"\ngroup = {NOBODY}\n\
              [[target]]\nname = \"shared\"\ninstallation_id = 100\noutput = \"{}\"\n",
-            env.key.display(),
-            env.fake.url(),
             shared.display()
         ),
-    )
-    .unwrap();
+    );
     let mut c = bare_cmd();
     c.arg("once").arg("--config").arg(&config);
     let out = run(c);

@@ -224,27 +224,18 @@ fn metrics_file_from_the_configuration_file_covers_every_target_and_follows_a_re
     }
     let env = TestEnv::new();
     let prom = env.dir.path().join("gtr.prom");
-    let config = env.dir.path().join("targets.toml");
     let write = |names: &[&str]| {
-        let mut text = format!(
-            "app_id = {}\nprivate_key_file = \"{}\"\napi_url = \"{}\"\nmetrics_file = \"{}\"\n",
-            env.fake.app().id,
-            env.key.display(),
-            env.fake.url(),
-            prom.display()
-        );
+        let mut rest = format!("metrics_file = \"{}\"\n", prom.display());
         for name in names {
-            text += &format!(
+            rest += &format!(
                 "[[target]]\nname = \"{name}\"\ninstallation_id = 100\noutput = \"{}\"\n",
                 env.dir.path().join(name).join("token.json").display()
             );
         }
-        fs::write(&config, text).unwrap();
+        write_targets_toml(&env, &rest)
     };
-    write(&["a", "b"]);
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon_config(&config, &n);
-    ready(&mut n);
+    let config = write(&["a", "b"]);
+    let (_n, d, _) = daemon_config_ready(&env, &config);
     let has = |name: &str| {
         value(
             &parse(&prom),

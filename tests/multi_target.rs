@@ -3,7 +3,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,16 +10,9 @@ use common::*;
 use github_token_refresher::token_file;
 use rustix::process::Signal;
 
+/// [`write_targets_toml`] with the settings `extra`, then `targets`.
 fn write_config(env: &TestEnv, targets: &str, extra: &str) -> PathBuf {
-    let path = env.dir.path().join("targets.toml");
-    let text = format!(
-        "app_id = {}\nprivate_key_file = \"{}\"\napi_url = \"{}\"\n{extra}\n{targets}",
-        env.fake.app().id,
-        env.key.display(),
-        env.fake.url()
-    );
-    fs::write(&path, text).unwrap();
-    path
+    write_targets_toml(env, &format!("{extra}\n{targets}"))
 }
 
 fn out(env: &TestEnv, name: &str) -> PathBuf {

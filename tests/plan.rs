@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::fs;
-
 use common::*;
 use serde_json::Value;
 
@@ -15,15 +13,19 @@ fn json_of(out: &std::process::Output) -> Value {
         .unwrap_or_else(|e| panic!("not one JSON document ({e}): {stdout}"))
 }
 
+/// `check --json` for `installation` with the standard flags: the run and its document.
+fn check_json(env: &TestEnv, installation: &str) -> (std::process::Output, Value) {
+    let mut c = env.cmd("check");
+    c.args(["--installation-id", installation, "--json"]);
+    let out = run(c);
+    let doc = json_of(&out);
+    (out, doc)
+}
+
 #[test]
 fn check_json_reports_the_plan_and_every_step_of_a_single_target() {
     let env = TestEnv::new();
-    let out = run({
-        let mut c = env.cmd("check");
-        c.args(["--installation-id", "100", "--json"]);
-        c
-    });
-    let doc = json_of(&out);
+    let (out, doc) = check_json(&env, "100");
     assert_eq!(out.status.code(), Some(0), "{doc}");
     assert_eq!(doc["version"], 1);
     assert_eq!(doc["ok"], true);
@@ -47,12 +49,7 @@ fn check_json_reports_the_plan_and_every_step_of_a_single_target() {
 #[test]
 fn check_json_names_the_failed_step_and_keeps_the_exit_status() {
     let env = TestEnv::new();
-    let out = run({
-        let mut c = env.cmd("check");
-        c.args(["--installation-id", "999", "--json"]);
-        c
-    });
-    let doc = json_of(&out);
+    let (out, doc) = check_json(&env, "999");
     assert_ne!(out.status.code(), Some(0), "{doc}");
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["exit"], out.status.code().unwrap());
@@ -92,23 +89,17 @@ fn check_json_reports_every_configuration_problem_with_status_78() {
 #[test]
 fn check_paths_lists_each_target_of_a_targets_file() {
     let env = TestEnv::new();
-    let file = env.dir.path().join("targets.toml");
     let sock = env.dir.path().join("pull/octo.sock");
     let acme = env.dir.path().join("acme/token.json");
-    fs::write(
-        &file,
-        format!(
-            "app_id = {}\nprivate_key_file = \"{}\"\napi_url = \"{}\"\n\n\
-             [[target]]\nname = \"acme\"\ninstallation_id = 100\noutput = \"{}\"\n\n\
+    let file = write_targets_toml(
+        &env,
+        &format!(
+            "\n[[target]]\nname = \"acme\"\ninstallation_id = 100\noutput = \"{}\"\n\n\
              [[target]]\nname = \"octo\"\ninstallation_id = 200\nsocket = \"{}\"\n",
-            env.fake.app().id,
-            env.key.display(),
-            env.fake.url(),
             acme.display(),
             sock.display()
         ),
-    )
-    .unwrap();
+    );
     let out = run({
         let mut c = bare_cmd();
         c.arg("check").arg("--paths").arg("--config").arg(&file);

@@ -116,18 +116,6 @@ fn a_stop_waits_at_most_five_seconds_on_a_hanging_github_and_still_removes_the_f
     assert!(env.fake.is_token_valid(&token), "GitHub never answered");
 }
 
-fn write_config(env: &TestEnv, targets: &str) -> PathBuf {
-    let path = env.dir.path().join("targets.toml");
-    let text = format!(
-        "app_id = {}\nprivate_key_file = \"{}\"\napi_url = \"{}\"\n{targets}",
-        env.fake.app().id,
-        env.key.display(),
-        env.fake.url()
-    );
-    fs::write(&path, text).unwrap();
-    path
-}
-
 fn target(env: &TestEnv, name: &str, extra: &str) -> String {
     format!(
         "[[target]]\nname = \"{name}\"\ninstallation_id = 100\noutput = \"{}\"\n{extra}\n",
@@ -148,13 +136,13 @@ fn a_target_removed_by_reload_is_revoked_and_its_file_removed_and_the_others_unt
     let env = TestEnv::new();
     let keep = target(&env, "keep", "");
     let gone = target(&env, "sandbox-a", "revoke_on_stop = true");
-    let config = write_config(&env, &(keep.clone() + &gone));
+    let config = write_targets_toml(&env, &(keep.clone() + &gone));
     let (_n, d, _) = daemon_config_ready(&env, &config);
     let (kept, removed) = (
         token_in(&out(&env, "keep")),
         token_in(&out(&env, "sandbox-a")),
     );
-    write_config(&env, &keep);
+    write_targets_toml(&env, &keep);
     d.signal(Signal::HUP);
     wait_until(
         "the removed target's token revoked",
@@ -365,7 +353,7 @@ fn one_fingerprint_names_the_token_in_the_file_the_logs_status_and_the_fingerpri
 #[test]
 fn bad_revocation_settings_exit_78_naming_the_key_and_its_line() {
     let env = TestEnv::new();
-    let config = write_config(
+    let config = write_targets_toml(
         &env,
         &format!(
             "revoke_on_stop = true\n{}",

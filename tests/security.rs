@@ -483,17 +483,12 @@ fn once_and_check_are_non_dumpable_before_they_read_the_key() {
 
 // --- §4 configuration that aliases or destroys -----------------------------------------
 
+/// [`write_targets_toml`] with `body`, every target in it for installation 100.
 fn config(env: &TestEnv, body: &str) -> PathBuf {
-    let path = env.dir.path().join("targets.toml");
-    let text = format!(
-        "app_id = {}\nprivate_key_file = \"{}\"\napi_url = \"{}\"\n{}",
-        env.fake.app().id,
-        env.key.display(),
-        env.fake.url(),
-        body.replace("[[target]]\n", "[[target]]\ninstallation_id = 100\n")
-    );
-    fs::write(&path, text).unwrap();
-    path
+    write_targets_toml(
+        env,
+        &body.replace("[[target]]\n", "[[target]]\ninstallation_id = 100\n"),
+    )
 }
 
 fn once_config(path: &Path) -> (i32, String) {

@@ -699,25 +699,13 @@ fn a_sighup_adds_removes_and_rescopes_bound_sockets_and_keeps_the_rest() {
             sock(name).display()
         )
     };
-    let config = env.dir.path().join("targets.toml");
-    let write = |targets: &[String]| {
-        let text = format!(
-            "app_id = {}\nprivate_key_file = \"{}\"\napi_url = \"{}\"\n{}",
-            env.fake.app().id,
-            env.key.display(),
-            env.fake.url(),
-            targets.concat()
-        );
-        std::fs::write(&config, text).unwrap();
-    };
-    write(&[
+    let write = |targets: &[String]| write_targets_toml(&env, &targets.concat());
+    let config = write(&[
         target("keep", "\"widgets\""),
         target("gone", "\"widgets\""),
         target("rescoped", "\"widgets\""),
     ]);
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon_config(&config, &n);
-    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (_n, d, _) = daemon_config_ready(&env, &config);
     let (_, kept) = get(&sock("keep"), "/token");
     let kept = token_of(&kept).token;
     let (_, gone) = get(&sock("gone"), "/token");

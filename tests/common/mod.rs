@@ -466,6 +466,20 @@ pub fn fast_run_cmd(api_url: &str, key: &Path, output: &Path) -> Command {
     c
 }
 
+/// Write `targets.toml` in `env`'s directory: the standard App, its key and the fake's API
+/// URL, then `rest` (settings and `[[target]]` tables) as given; its path.
+pub fn write_targets_toml(env: &TestEnv, rest: &str) -> PathBuf {
+    let path = env.dir.path().join("targets.toml");
+    let text = format!(
+        "app_id = {}\nprivate_key_file = \"{}\"\napi_url = \"{}\"\n{rest}",
+        env.fake.app().id,
+        env.key.display(),
+        env.fake.url()
+    );
+    fs::write(&path, text).unwrap();
+    path
+}
+
 /// `run --config CONFIG` (no flags) with the notify socket.
 pub fn daemon_config(config: &Path, n: &Notify) -> Proc {
     let mut c = bare_cmd();
