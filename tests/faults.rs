@@ -28,7 +28,7 @@ fn stop_clean(d: Proc, n: &mut Notify, env: &TestEnv) -> Option<i32> {
 #[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn server_error_bursts_back_off_with_jitter_keep_the_token_and_recover() {
     let env = TestEnv::new();
-    let (mut n, d) = fast_daemon(&env);
+    let (mut n, d) = daemon_ready(&env, FAST);
     let mut all_gaps = Vec::new();
     let seen = watching(
         vec![env.output.clone()],
@@ -257,7 +257,7 @@ fn connection_refused_until_github_appears_then_ready() {
 fn retries_are_capped_per_minute_even_when_github_says_retry_after_one_second() {
     const CAP: usize = github_token_refresher::schedule::MAX_ATTEMPTS_PER_MINUTE;
     let env = TestEnv::new();
-    let (mut n, d) = fast_daemon(&env);
+    let (mut n, d) = daemon_ready(&env, FAST);
     let pushed = std::time::SystemTime::now();
     env.fake.push_fault(Fault::new(
         Route::AccessTokens,
@@ -317,7 +317,7 @@ fn retries_are_capped_per_minute_even_when_github_says_retry_after_one_second() 
 #[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn rate_limits_wait_as_told_and_never_hammer() {
     let env = TestEnv::new();
-    let (mut n, d) = fast_daemon(&env);
+    let (mut n, d) = daemon_ready(&env, FAST);
     let secondary = r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#;
     let primary = r#"{"message":"API rate limit exceeded for installation ID 100."}"#;
 
@@ -430,7 +430,7 @@ fn refused_jwts(fake: &FakeGithub) -> usize {
 fn github_clock_five_minutes_behind_learns_the_offset_once_and_keeps_it() {
     let env = TestEnv::new();
     env.fake.set_clock_offset(-300);
-    let (mut n, d) = fast_daemon(&env);
+    let (mut n, d) = daemon_ready(&env, FAST);
     assert_eq!(
         refused_jwts(&env.fake),
         1,
@@ -479,9 +479,7 @@ fn github_clock_five_minutes_ahead_schedules_by_githubs_clock() {
     let env = TestEnv::new();
     env.fake.set_clock_offset(300);
     env.fake.set_token_lifetime(Duration::from_secs(20));
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, &schedule("30m", "8s"));
-    ready(&mut n);
+    let (mut n, d) = daemon_ready(&env, &schedule("30m", "8s"));
     let seen = watching(
         vec![env.output.clone()],
         Duration::from_millis(2),
@@ -626,9 +624,7 @@ fn permanent_errors_keep_the_token_say_why_and_do_not_loop() {
 fn a_token_that_expires_while_github_is_down_is_reported_and_replaced_at_once() {
     let env = TestEnv::new();
     env.fake.set_token_lifetime(Duration::from_secs(4));
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, &schedule("30m", "1s"));
-    ready(&mut n);
+    let (mut n, d) = daemon_ready(&env, &schedule("30m", "1s"));
     env.fake.push_fault(Fault::new(
         Route::AccessTokens,
         FaultKind::status(503, r#"{"message":"Service Unavailable"}"#),

@@ -379,7 +379,7 @@ fn a_full_or_read_only_output_file_system_keeps_the_old_file_and_recovers() {
 #[test]
 fn the_output_directory_deleted_or_replaced_while_running() {
     let env = TestEnv::new();
-    let (mut n, d) = fast_daemon(&env);
+    let (mut n, d) = daemon_ready(&env, FAST);
     let dir = env.output.parent().unwrap().to_owned();
     // deleted: the next refresh creates it again, 0700
     fs::remove_dir_all(&dir).unwrap();
@@ -404,7 +404,7 @@ fn the_output_directory_deleted_or_replaced_while_running() {
 #[test]
 fn a_symlink_at_the_target_is_replaced_never_followed() {
     let env = TestEnv::new();
-    let (mut n, d) = fast_daemon(&env);
+    let (mut n, d) = daemon_ready(&env, FAST);
     let victim = env.dir.path().join("victim.txt");
     fs::write(&victim, "precious\n").unwrap();
     fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
@@ -426,7 +426,7 @@ fn a_symlink_at_the_target_is_replaced_never_followed() {
 #[test]
 fn a_directory_at_the_target_is_a_clear_error_until_removed() {
     let env = TestEnv::new();
-    let (mut n, d) = fast_daemon(&env);
+    let (mut n, d) = daemon_ready(&env, FAST);
     fs::remove_file(&env.output).unwrap();
     fs::create_dir(&env.output).unwrap();
     let status = wait_status(
@@ -551,7 +551,7 @@ fn sigkill_at_random_points_leaves_the_old_or_the_new_file_and_a_restart_cleans_
     let planted = dir.join(".token.json.tmp-4242-00000000deadbeef");
     fs::write(&planted, "{\"token\":").unwrap();
     let left = temp_files(&dir);
-    let (mut n, d) = fast_daemon(&env);
+    let (mut n, d) = daemon_ready(&env, FAST);
     assert!(
         temp_files(&dir).is_empty(),
         "temp files left: {:?}",

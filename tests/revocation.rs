@@ -33,11 +33,9 @@ fn consumer_sees(fake: &FakeGithub, token: &str) -> u16 {
 }
 
 fn ready_daemon(env: &TestEnv, extra: &[&str]) -> (Proc, Notify) {
-    let mut n = Notify::new(env.dir.path());
     let mut args = vec!["--installation-id", "100"];
     args.extend_from_slice(extra);
-    let d = daemon(env, &n, &args);
-    ready(&mut n);
+    let (n, d) = daemon_ready(env, &args);
     (d, n)
 }
 

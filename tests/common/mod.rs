@@ -442,11 +442,11 @@ pub fn daemon_with(env: &TestEnv, n: &Notify, extra: &[&str], vars: &[(&str, &st
     Proc::spawn(c)
 }
 
-/// A notify socket in `env`'s directory and a [`daemon`] with [`FAST`] that has said
-/// READY=1.
-pub fn fast_daemon(env: &TestEnv) -> (Notify, Proc) {
+/// A notify socket in `env`'s directory and a [`daemon`] with `extra` that has said READY=1
+/// (waited for as [`ready`] does).
+pub fn daemon_ready(env: &TestEnv, extra: &[&str]) -> (Notify, Proc) {
     let mut n = Notify::new(env.dir.path());
-    let d = daemon(env, &n, FAST);
+    let d = daemon(env, &n, extra);
     ready(&mut n);
     (n, d)
 }
