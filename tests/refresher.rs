@@ -404,12 +404,19 @@ fn daemon_every_2s(env: &TestEnv, listener: &Notify, extra: &[&str]) -> Proc {
     Proc::spawn(c)
 }
 
+/// A notify socket and [`daemon_every_2s`] with `extra` that has said READY=1 (waited for
+/// 20 s); the READY=1 datagram too.
+fn every_2s_ready(env: &TestEnv, extra: &[&str]) -> (Notify, Proc, String) {
+    let mut n = Notify::new(env.dir.path());
+    let d = daemon_every_2s(env, &n, extra);
+    let ready = n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    (n, d, ready)
+}
+
 #[test]
 fn run_notifies_refreshes_reloads_and_stops() {
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon_every_2s(&env, &n, &[]);
-    let ready = n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (mut n, d, ready) = every_2s_ready(&env, &[]);
     assert!(ready.contains("STATUS=token valid until"), "{ready}");
     let first = env.read_file();
     assert!(env.fake.is_token_valid(first.token.expose()));
@@ -449,9 +456,7 @@ fn run_notifies_refreshes_reloads_and_stops() {
 #[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn run_keeps_the_old_token_and_says_why_while_github_fails() {
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon_every_2s(&env, &n, &["--refresh-interval", "1s"]);
-    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (mut n, d, _) = every_2s_ready(&env, &["--refresh-interval", "1s"]);
     let good = env.read_file();
     env.fake.push_fault(Fault::new(
         Route::AccessTokens,
@@ -508,9 +513,7 @@ fn run_counts_a_valid_file_from_before_as_ready_at_once() {
 #[test]
 fn run_with_a_rejected_reload_keeps_the_old_key() {
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon_every_2s(&env, &n, &["--refresh-interval", "30s"]);
-    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (mut n, d, _) = every_2s_ready(&env, &["--refresh-interval", "30s"]);
     fs::write(&env.key, "garbage").unwrap();
     d.signal(Signal::HUP);
     let after = n.wait_for(
@@ -549,9 +552,7 @@ fn trace_logs_never_contain_a_secret() {
     let mut c = env.cmd("check");
     c.args(["--owner", "octocat"]).env("RUST_LOG", "trace");
     all += &text(&run(c));
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(&env, &n, FAST);
-    n.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    let (mut n, d) = daemon_ready(&env, FAST);
     wait_until("three refreshes", Duration::from_secs(20), || {
         env.fake.mint_count() >= 5
     });
