@@ -141,11 +141,14 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `git-credential --file FILE OP` run directly, asked about https://github.com.
+/// What git asks a credential helper for https://github.com.
+const GITHUB_COM: &str = "protocol=https\nhost=github.com\n\n";
+
+/// `git-credential --file FILE OP` run directly, asked [`GITHUB_COM`].
 fn git_credential(file: &Path, op: &str) -> Output {
     run_with_stdin(
         bin().args(["git-credential", "--file"]).arg(file).arg(op),
-        "protocol=https\nhost=github.com\n\n",
+        GITHUB_COM,
     )
 }
 
@@ -236,10 +239,7 @@ fn git_credential_for_ghes_answers_only_the_ghes_host() {
         "protocol=https\nhost=ghe.example.com\n\n",
     );
     assert!(text(&out.stdout).contains("password=ghs_enterprise\n"));
-    let out = git(
-        &["credential", "fill"],
-        "protocol=https\nhost=github.com\n\n",
-    );
+    let out = git(&["credential", "fill"], GITHUB_COM);
     assert!(text(&out.stdout).contains("password=fallback-pw\n"));
     assert!(!text(&out.stdout).contains("ghs_enterprise"));
 }
@@ -249,10 +249,7 @@ fn git_credential_with_an_expired_token_says_so_and_gives_nothing() {
     let sb = Sandbox::new();
     publish(&sb.file(), "ghs_stale", -120, "https://api.github.com");
     let git = sb.git(&[helper_for(&sb.file()), FALLBACK_HELPER.into()]);
-    let out = git(
-        &["credential", "fill"],
-        "protocol=https\nhost=github.com\n\n",
-    );
+    let out = git(&["credential", "fill"], GITHUB_COM);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(stdout.contains("password=fallback-pw"), "{stdout}");
     assert!(!stdout.contains("ghs_stale") && !stderr.contains("ghs_stale"));
@@ -265,10 +262,7 @@ fn git_credential_with_an_expired_token_says_so_and_gives_nothing() {
 
     // alone, git gets nothing and (with prompts off) fails; the helper itself exits 0
     let git = sb.git(&[helper_for(&sb.file())]);
-    let out = git(
-        &["credential", "fill"],
-        "protocol=https\nhost=github.com\n\n",
-    );
+    let out = git(&["credential", "fill"], GITHUB_COM);
     assert!(!out.status.success());
     let direct = git_credential(&sb.file(), "get");
     assert_eq!(direct.status.code(), Some(0));
@@ -292,10 +286,7 @@ fn git_credential_expiring_soon_still_answers_with_a_warning() {
 fn git_credential_without_a_file_says_so_and_git_goes_on() {
     let sb = Sandbox::new();
     let git = sb.git(&[helper_for(&sb.file()), FALLBACK_HELPER.into()]);
-    let out = git(
-        &["credential", "fill"],
-        "protocol=https\nhost=github.com\n\n",
-    );
+    let out = git(&["credential", "fill"], GITHUB_COM);
     assert!(text(&out.stdout).contains("password=fallback-pw"));
     assert!(
         text(&out.stderr).contains("does not exist"),
@@ -348,7 +339,7 @@ fn installed_as_git_credential_helper_name_git_finds_it() {
         sb.git_cmd(&repo)
             .env("PATH", path)
             .args(["credential", "fill"]),
-        "protocol=https\nhost=github.com\n\n",
+        GITHUB_COM,
     );
     drop(git);
     assert!(
