@@ -106,6 +106,20 @@ impl FakeTime {
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     }
 
+    /// [`daemon_ready`] (a `run` with `extra` at trace level that has said READY=1), the
+    /// daemon under this clock.
+    fn daemon_ready(&self, env: &TestEnv, extra: &[&str]) -> (Notify, Proc) {
+        let mut n = Notify::new(env.dir.path());
+        let mut c = env.cmd("run");
+        c.args(extra)
+            .env("NOTIFY_SOCKET", &n.path)
+            .env("RUST_LOG", "trace");
+        self.apply(&mut c);
+        let d = Proc::spawn(c);
+        ready(&mut n);
+        (n, d)
+    }
+
     /// Move the clock: `+50m`, `-50m`, `+0`. Atomic, so the library never reads half a file.
     fn set(&self, offset: &str) {
         let tmp = self.file.with_extension("tmp");
@@ -139,14 +153,7 @@ fn a_suspend_and_resume_refreshes_within_seconds_of_waking() {
     let Some(ft) = FakeTime::new(env.dir.path()) else {
         return;
     };
-    let mut n = Notify::new(env.dir.path());
-    let mut c = env.cmd("run");
-    c.args(["--installation-id", "100", "--jitter", "0s"])
-        .env("NOTIFY_SOCKET", &n.path)
-        .env("RUST_LOG", "trace");
-    ft.apply(&mut c);
-    let d = Proc::spawn(c);
-    ready(&mut n);
+    let (mut n, d) = ft.daemon_ready(&env, &["--installation-id", "100", "--jitter", "0s"]);
     let before = env.read_file();
     // a 50-minute suspend: both wall clocks move on, the daemon's monotonic clock does not;
     // the refresh planned for 45 minutes after the mint is now 5 minutes overdue
@@ -185,14 +192,7 @@ fn a_wall_clock_stepped_back_does_not_delay_the_refresh() {
         return;
     };
     env.fake.set_token_lifetime(Duration::from_secs(30));
-    let mut n = Notify::new(env.dir.path());
-    let mut c = env.cmd("run");
-    c.args(schedule("20s", "5s"))
-        .env("NOTIFY_SOCKET", &n.path)
-        .env("RUST_LOG", "trace");
-    ft.apply(&mut c);
-    let d = Proc::spawn(c);
-    ready(&mut n);
+    let (mut n, d) = ft.daemon_ready(&env, &schedule("20s", "5s"));
     std::thread::sleep(Duration::from_secs(1));
     if !ft.set_and_notify("-50m") {
         return;
