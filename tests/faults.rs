@@ -110,11 +110,9 @@ fn server_error_bursts_back_off_with_jitter_keep_the_token_and_recover() {
 #[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn network_and_body_faults_are_retried_and_the_first_good_answer_recovers() {
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
     let mut args = FAST.to_vec();
     args.extend(["--http-timeout", "2s"]);
-    let d = daemon_with(&env, &n, &args, UNDER_SYSTEMD);
-    ready(&mut n);
+    let (mut n, d) = daemon_ready_with(&env, &args, UNDER_SYSTEMD);
     let cases: Vec<(&str, FaultKind, &str)> = vec![
         ("reset", FaultKind::DropConnection, "cannot reach GitHub"),
         ("truncated", FaultKind::TruncatedBody, "answer cut short"),
@@ -502,9 +500,7 @@ fn github_clock_five_minutes_ahead_schedules_by_githubs_clock() {
 #[ignore = "slow: full tier only (cargo test --workspace --locked -- --include-ignored)"]
 fn permanent_errors_keep_the_token_say_why_and_do_not_loop() {
     let env = TestEnv::new();
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon_with(&env, &n, FAST, UNDER_SYSTEMD);
-    ready(&mut n);
+    let (mut n, d) = daemon_ready_with(&env, FAST, UNDER_SYSTEMD);
     let cases: [(&str, Option<FaultKind>, &str); 4] = [
         (
             "401",

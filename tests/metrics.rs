@@ -94,17 +94,14 @@ fn the_metrics_file_parses_and_follows_mints_and_failures() {
     }
     let env = TestEnv::new();
     let prom = env.dir.path().join("gtr.prom");
-    let mut n = Notify::new(env.dir.path());
-    let d = daemon(
+    let (_n, d) = daemon_ready(
         &env,
-        &n,
         &[
             &schedule("2s", "1s")[..],
             &["--metrics-file", prom.to_str().unwrap()],
         ]
         .concat(),
     );
-    ready(&mut n);
     let t = [("target", "default")];
     wait_until("the metrics file", Duration::from_secs(5), || prom.exists());
     let s = parse(&prom);

@@ -445,8 +445,13 @@ pub fn daemon_with(env: &TestEnv, n: &Notify, extra: &[&str], vars: &[(&str, &st
 /// A notify socket in `env`'s directory and a [`daemon`] with `extra` that has said READY=1
 /// (waited for as [`ready`] does).
 pub fn daemon_ready(env: &TestEnv, extra: &[&str]) -> (Notify, Proc) {
+    daemon_ready_with(env, extra, &[])
+}
+
+/// [`daemon_ready`] with extra environment variables, as [`daemon_with`].
+pub fn daemon_ready_with(env: &TestEnv, extra: &[&str], vars: &[(&str, &str)]) -> (Notify, Proc) {
     let mut n = Notify::new(env.dir.path());
-    let d = daemon(env, &n, extra);
+    let d = daemon_with(env, &n, extra, vars);
     ready(&mut n);
     (n, d)
 }
