@@ -296,15 +296,11 @@ fn a_full_or_read_only_output_file_system_keeps_the_old_file_and_recovers() {
         return;
     };
     let output = mount.path.join("out").join("token.json");
-    let mut n = Notify::new(env.dir.path());
-    let mut c = env.cmd("run");
-    c.arg("--output")
-        .arg(&output)
-        .args(FAST)
-        .env("NOTIFY_SOCKET", &n.path)
-        .env("RUST_LOG", "trace");
-    let d = Proc::spawn(c);
-    ready(&mut n);
+    // a second --output (the last counts) puts the file on the small file system
+    let (mut n, d) = daemon_ready(
+        &env,
+        &[&["--output", output.to_str().unwrap()], FAST].concat(),
+    );
     let mut figures = Vec::new();
     let seen = watching(
         vec![output.clone()],
