@@ -123,20 +123,19 @@ async fn get_clock_offset(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn set_token_lifetime(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    match parse::<Span>(&body).map(|s| s.duration()) {
-        Ok(Some(d)) => {
-            shared.set_token_lifetime(d);
-            ok(&json!({ "ms": d.as_millis() as u64 }))
-        }
-        Ok(None) => bad_request("give exactly one of \"secs\" or \"ms\""),
-        Err(r) => r,
-    }
+    set_span(&body, |d| shared.set_token_lifetime(d))
 }
 
 async fn set_activation_delay(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    match parse::<Span>(&body).map(|s| s.duration()) {
+    set_span(&body, |d| shared.set_activation_delay(d))
+}
+
+/// Reads a `{"secs": …}` or `{"ms": …}` body and hands the duration to `set`; the answer
+/// names it in milliseconds.
+fn set_span(body: &Bytes, set: impl FnOnce(Duration)) -> Response {
+    match parse::<Span>(body).map(|s| s.duration()) {
         Ok(Some(d)) => {
-            shared.set_activation_delay(d);
+            set(d);
             ok(&json!({ "ms": d.as_millis() as u64 }))
         }
         Ok(None) => bad_request("give exactly one of \"secs\" or \"ms\""),
