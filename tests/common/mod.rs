@@ -1,7 +1,8 @@
 //! Test support shared by the integration tests: a fake GitHub, a throwaway key and output
 //! directory, the real binary with a clean environment, an sd_notify listener, a process
-//! whose output is drained while it runs (trace logs would fill a pipe and block it), leak
-//! checks, and for the reliability suites (`faults`, `host_faults`, `soak`,
+//! whose output is drained while it runs (trace logs would fill a pipe and block it), the
+//! daemon started and waited for (READY=1) from flags or from the one `targets.toml`
+//! fixture, leak checks, and for the reliability suites (`faults`, `host_faults`, `soak`,
 //! `config_mistakes`) a watcher that re-reads token files as fast as it can and records
 //! anything a consumer must never see, and timings taken from the fake GitHub's request log.
 
