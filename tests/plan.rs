@@ -1,8 +1,10 @@
-//! `check --json` and `check --paths`, the machine-readable reports setup.sh and other
-//! installers read instead of parsing TOML or `check`'s lines: each target's paths and every
-//! check's result, from the real binary against the fake GitHub.
-
+//! `check --json`, `check --paths` and `check --env-file`, the machine-readable reports
+//! setup.sh and other installers read instead of parsing TOML, the environment file or
+//! `check`'s lines: each target's paths and every check's result, from the real binary
+//! against the fake GitHub.
 mod common;
+
+use std::fs;
 
 use common::*;
 use serde_json::Value;
