@@ -48,51 +48,56 @@ macro_rules! defaults_of {
     };
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    app_id: Option<Spanned<IdValue>>,
-    private_key_file: Option<PathBuf>,
-    api_url: Option<Spanned<String>>,
-    refresh_interval: Option<Spanned<String>>,
-    jitter: Option<Spanned<String>>,
-    min_remaining: Option<Spanned<String>>,
-    mode: Option<Spanned<ModeValue>>,
-    group: Option<Spanned<IdValue>>,
-    http_timeout: Option<Spanned<String>>,
-    revoke_on_stop: Option<bool>,
-    revoke_superseded_after: Option<Spanned<String>>,
-    /// On reload, delete the token files of targets removed from the file.
-    #[serde(default)]
-    delete_removed_outputs: bool,
-    metrics_file: Option<Spanned<PathBuf>>,
-    #[serde(default)]
-    target: Vec<Spanned<RawTarget>>,
+/// A TOML table that takes the per-target settings: the file's top level (their defaults)
+/// and each `[[target]]` (its own). One list for both, so the two cannot drift apart.
+macro_rules! table_with_target_settings {
+    ($(#[$meta:meta])* struct $name:ident { $($own:tt)* }) => {
+        $(#[$meta])*
+        struct $name {
+            app_id: Option<Spanned<IdValue>>,
+            private_key_file: Option<PathBuf>,
+            api_url: Option<Spanned<String>>,
+            refresh_interval: Option<Spanned<String>>,
+            jitter: Option<Spanned<String>>,
+            min_remaining: Option<Spanned<String>>,
+            mode: Option<Spanned<ModeValue>>,
+            group: Option<Spanned<IdValue>>,
+            revoke_on_stop: Option<bool>,
+            revoke_superseded_after: Option<Spanned<String>>,
+            $($own)*
+        }
+    };
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTarget {
-    name: Spanned<String>,
-    installation_id: Option<Spanned<IdValue>>,
-    owner: Option<Spanned<String>>,
-    repo: Option<Spanned<String>>,
-    #[serde(default)]
-    repositories: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    permissions: Option<Spanned<BTreeMap<String, String>>>,
-    output: Option<Spanned<PathBuf>>,
-    socket: Option<Spanned<PathBuf>>,
-    app_id: Option<Spanned<IdValue>>,
-    private_key_file: Option<PathBuf>,
-    api_url: Option<Spanned<String>>,
-    refresh_interval: Option<Spanned<String>>,
-    jitter: Option<Spanned<String>>,
-    min_remaining: Option<Spanned<String>>,
-    mode: Option<Spanned<ModeValue>>,
-    group: Option<Spanned<IdValue>>,
-    revoke_on_stop: Option<bool>,
-    revoke_superseded_after: Option<Spanned<String>>,
+table_with_target_settings! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawFile {
+        http_timeout: Option<Spanned<String>>,
+        /// On reload, delete the token files of targets removed from the file.
+        #[serde(default)]
+        delete_removed_outputs: bool,
+        metrics_file: Option<Spanned<PathBuf>>,
+        #[serde(default)]
+        target: Vec<Spanned<RawTarget>>,
+    }
+}
+
+table_with_target_settings! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawTarget {
+        name: Spanned<String>,
+        installation_id: Option<Spanned<IdValue>>,
+        owner: Option<Spanned<String>>,
+        repo: Option<Spanned<String>>,
+        #[serde(default)]
+        repositories: Option<Spanned<Vec<String>>>,
+        #[serde(default)]
+        permissions: Option<Spanned<BTreeMap<String, String>>>,
+        output: Option<Spanned<PathBuf>>,
+        socket: Option<Spanned<PathBuf>>,
+    }
 }
 
 /// A number or a string (`app_id = 123` and `app_id = "Iv23…"` both work).
