@@ -90,8 +90,7 @@ pub fn from_query(query: &[(String, String)], target: &Target) -> Result<Scope, 
                 seen.1 = true;
                 // NAME:LEVEL in a URL (NAME=LEVEL would need escaping); both are accepted
                 let pairs = value.replace(':', "=");
-                // a pair without '=' has always been named '--permissions' here
-                scope.permissions = permission_pairs(Spelling::FLAGS, &pairs)
+                scope.permissions = permission_pairs(Spelling::Key, &pairs)
                     .and_then(|p| parse_permissions(Spelling::Key, p))
                     .map_err(bad)?;
             }
@@ -229,6 +228,25 @@ mod tests {
             assert!(
                 matches!(from_query(&q(pairs), &t), Err(ScopeError::Malformed(_))),
                 "{pairs:?}"
+            );
+        }
+    }
+
+    /// A client of the socket wrote a query parameter, not a flag: the refusal names it so.
+    #[test]
+    fn refusals_name_the_query_parameter() {
+        let t = target(&[], &[]);
+        for pairs in [
+            &[("permissions", "contents")][..],
+            &[("permissions", "contents:sudo")],
+            &[("repositories", "a b")],
+        ] {
+            let Err(ScopeError::Malformed(m)) = from_query(&q(pairs), &t) else {
+                panic!("{pairs:?} accepted");
+            };
+            assert!(
+                m.starts_with(pairs[0].0) && !m.contains("--"),
+                "{pairs:?}: {m}"
             );
         }
     }
