@@ -2,6 +2,7 @@
 //! setup.sh and other installers read instead of parsing TOML, the environment file or
 //! `check`'s lines: each target's paths and every check's result, from the real binary
 //! against the fake GitHub.
+
 mod common;
 
 use std::fs;
