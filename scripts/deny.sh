@@ -31,5 +31,9 @@ snapshot=$(grep -oE '[0-9]{4}-[0-9]{2}-[0-9]{2}' <<<"$subject" | tail -1 || true
 newest=$(grep -rhoE '^date = "[0-9-]+"' "$repo/crates" | sort | tail -1 | grep -oE '[0-9-]{10}' || true)
 echo "deny: RustSec advisory database snapshot of ${snapshot:-$(git -C "$repo" log -1 --format=%cs)}" \
   "(newest advisory ${newest:-unknown}; $subject)"
+# `cargo deny --offline` reads `cargo metadata` for every platform, so the crates that only
+# other platforms build (windows-sys…) must be in the local cache too: a build never fetches
+# them, and a fresh machine has none. `cargo fetch` takes them from the package registry.
+cargo fetch --locked --quiet || echo "deny: cargo fetch failed; checking with the crates already cached" >&2
 cargo deny --offline --locked check
 echo "deny: results hold for advisories published up to ${newest:-the snapshot date}"
