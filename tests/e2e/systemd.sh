@@ -230,8 +230,9 @@ t_config_no_restart() {
     { echo "invocation $inv -> $(prop $UNIT InvocationID), NRestarts $restarts -> $(prop $UNIT NRestarts)"; return 1; }
 }
 expect "config error: systemd does not restart it (same invocation and NRestarts 8 s later)" t_config_no_restart
-t_config_journal() { journal_since "$c" | grep -q "permissions" || { journal_since "$c" | tail; return 1; }; }
-expect "config error: the journal says what is wrong" t_config_journal
+# named as the env file spells it, where the user will look for it
+t_config_journal() { journal_since "$c" | grep -qF "GITHUB_TOKEN_PERMISSIONS='contents'" || { journal_since "$c" | tail; return 1; }; }
+expect "config error: the journal says what is wrong, naming the env file's variable" t_config_journal
 ush "mv ~/env.good ~/.config/$UNIT/env && systemctl --user reset-failed $UNIT && systemctl --user start $UNIT"
 expect "config error: with the configuration fixed, the unit starts again" is_active $UNIT
 
